@@ -1,0 +1,72 @@
+# Ripple: `make run` to start it, `make test` to test it. `make` lists every target.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+# .env, when present, supplies settings to run targets (never to tests).
+ENV_FILE := $(wildcard .env)
+RUN_ENV := set -a; $(if $(ENV_FILE),. ./.env;) set +a;
+
+.DEFAULT_GOAL := help
+.PHONY: help venv install dev run cluster bench migrate test test-python test-js lint fmt clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Ripple needs Python 3.11 or newer; set PYTHON=python3.x")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.runtime: requirements.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements.txt
+	@touch $@
+
+$(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	@touch $@ $(VENV)/.runtime
+
+venv: $(VENV)/.runtime ## create .venv with the runtime requirements
+
+dev: $(VENV)/.dev ## create .venv with the development requirements
+
+migrate: $(VENV)/.runtime ## apply database migrations
+	$(RUN_ENV) DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(BIN)/python manage.py migrate --noinput
+
+run: migrate ## start daphne on http://127.0.0.1:8000 (SQLite, in-memory layer unless .env says otherwise)
+	@echo "Ripple on http://$(HOST):$(PORT)/  (Ctrl-C to stop)"
+	$(RUN_ENV) DJANGO_DEBUG=$${DJANGO_DEBUG:-1} exec $(BIN)/daphne -b $(HOST) -p $(PORT) project.asgi:application
+
+cluster: $(VENV)/.dev ## a Redis and two daphne workers on :8001 and :8002 sharing rooms (Ctrl-C stops all)
+	$(RUN_ENV) $(BIN)/python deploy/cluster.py
+
+bench: $(VENV)/.dev ## fan-out benchmark against the Channels tutorial consumer (bench/README.md)
+	$(BIN)/python -m bench fanout
+
+test: dev lint test-python test-js ## lint, then the whole suite: Python (unit, integration, browser) and JavaScript
+
+test-python: $(VENV)/.dev ## the pytest suite
+	$(BIN)/python -m pytest
+
+test-js: ## the JavaScript client tests (node --test)
+	@if command -v node >/dev/null 2>&1; then \
+		node --test tests/js/; \
+	elif [ -n "$$CI$$RIPPLE_REQUIRE_ALL" ]; then \
+		echo "ERROR: node is not installed; the JavaScript tests cannot run" >&2; exit 1; \
+	else \
+		echo "!!! SKIPPED: the JavaScript client tests (tests/js) need Node.js 20+, which is not installed !!!" >&2; \
+	fi
+
+lint: $(VENV)/.dev ## ruff lint and format check, mypy type check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy chat project
+
+fmt: $(VENV)/.dev ## format the code with ruff
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean: ## remove .venv, caches and local databases
+	rm -rf $(VENV) .pytest_cache .ruff_cache staticfiles db.sqlite3*

@@ -1,0 +1,284 @@
+"""WebSocket consumers: frames in, services and the hub, frames out."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Any
+
+from channels.consumer import get_handler_name
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from . import heartbeat, hub, protocol, services
+from .identity import Identity, identity_from_scope
+from .logs import log_event
+from .models import Room
+from .stats import stats
+
+logger = logging.getLogger(__name__)
+
+# An alias with no layer behind it: sockets get no channel of their own, because the hub
+# holds this process's only channel-layer membership (one per room, not one per socket).
+NO_CHANNEL_LAYER = "ripple.no-layer"
+
+
+class ChatConsumer(AsyncWebsocketConsumer):
+    """One browser tab: any number of room subscriptions over one socket."""
+
+    channel_layer_alias = NO_CHANNEL_LAYER
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels' dispatch closes stale database connections in a thread hop before every
+        # frame; database_sync_to_async already does that around each query, so skip it.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"no handler for message type {message['type']}")
+        await handler(message)
+
+    async def connect(self) -> None:
+        self.connection_id = uuid.uuid4().hex
+        # Maps each subscribed room slug to its Room row.
+        self.rooms: dict[str, Room] = {}
+        self.last_seen = self.connected_at = time.monotonic()
+        self.identity: Identity = await identity_from_scope(self.scope, connection_id=self.connection_id)
+        await self.accept()
+        stats.connected(connection_id=self.connection_id, user=self.identity.name)
+        log_event(
+            "connect",
+            connection=self.connection_id,
+            user=self.identity.name,
+            user_id=self.identity.user_id,
+            client=_client_address(self.scope),
+        )
+        self.hub = hub.get_hub()
+        await self.hub.connect(self)
+        self.monitor = heartbeat.get_monitor()
+        self.monitor.register(self)
+        await self.send_frame(
+            protocol.WELCOME,
+            protocol.welcome(
+                connection_id=self.connection_id,
+                user_name=self.identity.name,
+                authenticated=self.identity.user_id is not None,
+                heartbeat_interval_ms=round(settings.RIPPLE_HEARTBEAT_INTERVAL_S * 1000),
+                heartbeat_timeout_ms=round(settings.RIPPLE_HEARTBEAT_TIMEOUT_S * 1000),
+                server_time_ms=int(time.time() * 1000),
+                limits={
+                    "max_body_chars": settings.RIPPLE_MAX_BODY_CHARS,
+                    "max_frame_chars": settings.RIPPLE_MAX_FRAME_CHARS,
+                    "max_subscriptions": settings.RIPPLE_MAX_SUBSCRIPTIONS,
+                    "history_size": settings.RIPPLE_HISTORY_SIZE,
+                    "resume_limit": settings.RIPPLE_RESUME_LIMIT,
+                },
+            ),
+        )
+
+    async def disconnect(self, code: int) -> None:
+        if not hasattr(self, "monitor"):
+            return  # closed before the handshake finished
+        self.monitor.unregister(self)
+        rooms, self.rooms = self.rooms, {}
+        for slug in rooms:
+            await self.hub.detach(self, slug)
+        await self.hub.disconnect(self)
+        duration_s = time.monotonic() - self.connected_at
+        stats.disconnected(
+            connection_id=self.connection_id, user=self.identity.name, code=code, duration_s=duration_s
+        )
+        log_event(
+            "disconnect",
+            connection=self.connection_id,
+            user=self.identity.name,
+            code=code,
+            duration_s=round(duration_s, 3),
+        )
+
+    async def send_frame(self, frame_type: str, text: str) -> None:
+        stats.frame_out(frame_type)
+        await self.send(text_data=text)
+
+    async def send_error(self, error: protocol.ProtocolError) -> None:
+        stats.error(error.code)
+        await self.send_frame(protocol.ERROR, protocol.error(error.code, error.message, **error.extra))
+
+    def forget_room(self, slug: str) -> None:
+        """The hub ended this subscription (the room was closed)."""
+        self.rooms.pop(slug, None)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        self.last_seen = time.monotonic()
+        if text_data is None:
+            stats.frame_in("binary")
+            await self.send_error(
+                protocol.ProtocolError(
+                    protocol.BINARY_NOT_SUPPORTED, "binary frames are not supported; send JSON text"
+                )
+            )
+            return
+        try:
+            frame = protocol.parse_client_frame(
+                text_data,
+                max_frame_chars=settings.RIPPLE_MAX_FRAME_CHARS,
+                max_body_chars=settings.RIPPLE_MAX_BODY_CHARS,
+            )
+        except protocol.ProtocolError as error:
+            stats.frame_in("invalid")
+            await self.send_error(error)
+            return
+        stats.frame_in(frame.type)
+        try:
+            await self.handlers[frame.type](self, frame)
+        except protocol.ProtocolError as error:
+            await self.send_error(error)
+
+    # Heartbeat (called by the process's HeartbeatMonitor).
+
+    async def heartbeat_ping(self) -> None:
+        await self.send_frame(protocol.PING, protocol.ping(int(time.time() * 1000)))
+
+    async def heartbeat_expired(self) -> None:
+        stats.heartbeat_timeouts_total += 1
+        log_event("heartbeat_timeout", connection=self.connection_id, user=self.identity.name)
+        await self.close(code=protocol.CLOSE_HEARTBEAT_TIMEOUT, reason="heartbeat timeout")
+
+    # Frame handlers.
+
+    async def on_ping(self, frame: protocol.Frame) -> None:
+        await self.send_frame(protocol.PONG, protocol.pong(frame.t, frame.ref))
+
+    async def on_pong(self, frame: protocol.Frame) -> None:
+        """Nothing to do: receiving it already counted as a sign of life."""
+
+    async def on_subscribe(self, frame: protocol.Frame) -> None:
+        slug = frame.room
+        assert slug is not None
+        if slug in self.rooms:
+            raise protocol.ProtocolError(
+                protocol.ALREADY_SUBSCRIBED, f"already subscribed to {slug}", ref=frame.ref, room=slug
+            )
+        if len(self.rooms) >= settings.RIPPLE_MAX_SUBSCRIPTIONS:
+            raise protocol.ProtocolError(
+                protocol.TOO_MANY_SUBSCRIPTIONS,
+                f"a socket may subscribe to at most {settings.RIPPLE_MAX_SUBSCRIPTIONS} rooms",
+                ref=frame.ref,
+                room=slug,
+            )
+        try:
+            room = await database_sync_to_async(services.room_get_or_create)(slug=slug)
+        except Exception:
+            logger.exception("subscribe to %s failed", slug)
+            raise protocol.ProtocolError(
+                protocol.SERVER_ERROR, "could not subscribe; try again", ref=frame.ref, room=slug
+            ) from None
+        if room.closed_at is not None:
+            raise protocol.ProtocolError(
+                protocol.ROOM_IS_CLOSED, f"{slug} was closed by a moderator", ref=frame.ref, room=slug
+            )
+        try:
+            await self.hub.attach(
+                self,
+                slug=slug,
+                room_id=room.pk,
+                since=frame.since,
+                ref=frame.ref,
+                member=self.identity.member,
+            )
+        except Exception:
+            logger.exception("subscribe to %s failed", slug)
+            await self.hub.detach(self, slug)
+            raise protocol.ProtocolError(
+                protocol.SERVER_ERROR, "could not subscribe; try again", ref=frame.ref, room=slug
+            ) from None
+        self.rooms[slug] = room
+
+    async def on_unsubscribe(self, frame: protocol.Frame) -> None:
+        slug = frame.room
+        assert slug is not None
+        if self.rooms.pop(slug, None) is None:
+            raise protocol.ProtocolError(
+                protocol.NOT_SUBSCRIBED, f"not subscribed to {slug}", ref=frame.ref, room=slug
+            )
+        await self.hub.detach(self, slug)
+        await self.send_frame(protocol.UNSUBSCRIBED, protocol.unsubscribed(room=slug, ref=frame.ref))
+
+    async def on_message(self, frame: protocol.Frame) -> None:
+        slug, client_id, body = frame.room, frame.client_id, frame.body
+        assert slug is not None and client_id is not None and body is not None
+        where = {"ref": frame.ref, "room": slug, "client_id": client_id}
+        room = self.rooms.get(slug)
+        if room is None:
+            raise protocol.ProtocolError(
+                protocol.NOT_SUBSCRIBED, f"subscribe to {slug} before sending", **where
+            )
+        try:
+            posted = await database_sync_to_async(services.message_store)(
+                room=room,
+                author=self.identity.name,
+                user_id=self.identity.user_id,
+                body=body,
+                client_id=client_id,
+            )
+        except services.ClientIdConflict:
+            raise protocol.ProtocolError(
+                protocol.CLIENT_ID_CONFLICT, "this client_id is taken in this room", **where
+            ) from None
+        except services.RoomClosed:
+            raise protocol.ProtocolError(
+                protocol.ROOM_IS_CLOSED, f"{slug} was closed by a moderator", **where
+            ) from None
+        except protocol.ProtocolError:
+            raise
+        except Exception:
+            logger.exception("storing a message in %s failed", slug)
+            raise protocol.ProtocolError(
+                protocol.SERVER_ERROR, "the message was not stored; send it again", **where
+            ) from None
+        message = posted.message
+        # Acknowledge once stored: delivery no longer depends on this process (see hub).
+        await self.send_frame(
+            protocol.ACK,
+            protocol.ack(
+                room=slug,
+                client_id=client_id,
+                seq=message.seq,
+                sent_at=message.sent_at,
+                duplicate=not posted.created,
+                ref=frame.ref,
+            ),
+        )
+        try:
+            await services.message_publish(posted)
+        except Exception:
+            logger.exception("publishing %s#%s failed; the tail check will deliver it", slug, message.seq)
+
+    handlers = {
+        protocol.PING: on_ping,
+        protocol.PONG: on_pong,
+        protocol.SUBSCRIBE: on_subscribe,
+        protocol.UNSUBSCRIBE: on_unsubscribe,
+        protocol.MESSAGE: on_message,
+    }
+
+
+def _client_address(scope: dict[str, Any]) -> str | None:
+    client = scope.get("client")
+    return f"{client[0]}:{client[1]}" if client else None
+
+
+class EchoConsumer(AsyncWebsocketConsumer):
+    """The classic Node ``ws`` tutorial server: greets, then echoes with a suffix."""
+
+    channel_layer_alias = NO_CHANNEL_LAYER
+
+    async def connect(self) -> None:
+        await self.accept()
+        await self.send(text_data="Hello Client")
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if text_data is not None:
+            await self.send(text_data=f"received: {text_data}(From Server)")
+        else:
+            await self.send(text_data=f"received: {len(bytes_data or b'')} bytes(From Server)")

@@ -1,0 +1,62 @@
+"""Forms of the moderation admin: the room form and the intermediate pages of room actions."""
+
+from __future__ import annotations
+
+from django import forms
+from django.conf import settings
+
+from . import protocol
+from .models import Room
+
+# Shown to the room's subscribers in the ``room_closed`` frame.
+MAX_CLOSE_REASON_CHARS = 200
+
+
+class RoomForm(forms.ModelForm):
+    """A room added by hand: its slug must be one the chat protocol accepts."""
+
+    class Meta:
+        model = Room
+        fields = ["slug", "title"]
+
+    def clean_slug(self) -> str:
+        slug = self.cleaned_data["slug"]
+        if not protocol.ROOM_SLUG_RE.fullmatch(slug):
+            raise forms.ValidationError(
+                "Use 1-64 of a-z, 0-9, '-' and '_', starting with a letter or digit.", code="invalid"
+            )
+        return slug
+
+
+class AnnouncementForm(forms.Form):
+    """The body of an announcement, held to the same rules as a chat message's body."""
+
+    body = forms.CharField(label="Announcement", widget=forms.Textarea(attrs={"rows": 5, "cols": 80}))
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        max_body_chars = settings.RIPPLE_MAX_BODY_CHARS
+        field = self.fields["body"]
+        field.widget.attrs["maxlength"] = str(max_body_chars)
+        field.help_text = f"Plain text, at most {max_body_chars} characters. Posted as a system message."
+
+    def clean_body(self) -> str:
+        # Browsers send a textarea's line breaks as CRLF; chat clients send LF.
+        body = self.cleaned_data["body"].replace("\r\n", "\n")
+        try:
+            protocol.check_body(body, max_body_chars=settings.RIPPLE_MAX_BODY_CHARS)
+        except protocol.ProtocolError as error:
+            message = f"{error.message[:1].upper()}{error.message[1:]}."
+            raise forms.ValidationError(message, code=error.code) from error
+        return body
+
+
+class CloseRoomsForm(forms.Form):
+    """Why the rooms are being closed; told to everyone in them."""
+
+    reason = forms.CharField(
+        required=False,
+        max_length=MAX_CLOSE_REASON_CHARS,
+        widget=forms.TextInput(attrs={"size": 80}),
+        help_text="Optional. Shown to everyone in the room as it closes.",
+    )

@@ -1,0 +1,97 @@
+"""Liveness: one sweeper task per process pings every socket and closes the silent ones.
+
+Each connection records when it last heard from its client (``last_seen``) and when its
+next ping is due. The sweeper wakes a few times per timeout, so 10,000 idle sockets cost one
+task and one pass over a dict, not 10,000 timers. A socket silent for interval + timeout is
+closed with 4408.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Protocol
+from weakref import WeakKeyDictionary
+
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+
+class Watched(Protocol):
+    """What the sweeper needs from a connection."""
+
+    last_seen: float
+
+    async def heartbeat_ping(self) -> None: ...
+
+    async def heartbeat_expired(self) -> None: ...
+
+
+class HeartbeatMonitor:
+    """Pings and expires the connections of one event loop."""
+
+    def __init__(self, *, interval_s: float, timeout_s: float) -> None:
+        self.interval_s = interval_s
+        self.timeout_s = timeout_s
+        # A few sweeps per timeout: a silent peer is closed at most a quarter timeout late.
+        self.tick_s = max(0.02, min(1.0, interval_s / 4, timeout_s / 4))
+        # Maps each connection to the monotonic time its next ping is due.
+        self.next_ping: dict[Watched, float] = {}
+        self.expired_total = 0
+        self._task: asyncio.Task | None = None
+
+    def register(self, conn: Watched) -> None:
+        conn.last_seen = time.monotonic()
+        self.next_ping[conn] = conn.last_seen + self.interval_s
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._sweep(), name="ripple-heartbeat")
+
+    def unregister(self, conn: Watched) -> None:
+        self.next_ping.pop(conn, None)
+        if not self.next_ping and self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    async def _sweep(self) -> None:
+        silent_s = self.interval_s + self.timeout_s
+        while self.next_ping:
+            await asyncio.sleep(self.tick_s)
+            now = time.monotonic()
+            expired: list[Watched] = []
+            due: list[Watched] = []
+            for conn, ping_at in self.next_ping.items():
+                if now - conn.last_seen >= silent_s:
+                    expired.append(conn)
+                elif now >= ping_at:
+                    due.append(conn)
+            for conn in expired:
+                self.next_ping.pop(conn, None)
+                self.expired_total += 1
+                await self._call(conn.heartbeat_expired)
+            for conn in due:
+                if conn in self.next_ping:
+                    self.next_ping[conn] = now + self.interval_s
+                    await self._call(conn.heartbeat_ping)
+        self._task = None
+
+    @staticmethod
+    async def _call(action) -> None:
+        try:
+            await action()
+        except Exception:  # one broken socket must not stop the sweep for the others
+            logger.debug("heartbeat action failed", exc_info=True)
+
+
+_monitors: WeakKeyDictionary[asyncio.AbstractEventLoop, HeartbeatMonitor] = WeakKeyDictionary()
+
+
+def get_monitor() -> HeartbeatMonitor:
+    loop = asyncio.get_running_loop()
+    monitor = _monitors.get(loop)
+    if monitor is None:
+        monitor = _monitors[loop] = HeartbeatMonitor(
+            interval_s=settings.RIPPLE_HEARTBEAT_INTERVAL_S, timeout_s=settings.RIPPLE_HEARTBEAT_TIMEOUT_S
+        )
+    return monitor

@@ -1,0 +1,650 @@
+"""The per-process room hub: fan-out that costs one channel-layer delivery per process.
+
+Each process (each event loop) joins a room's channel-layer group once, with one channel of
+its own, however many of its sockets subscribe to the room. A stored message is sent to the
+group once; the hub of every process receives it once and writes the frame, encoded once by
+the sender, to each local subscriber.
+
+The hub also restores order and fills holes. It hands out a room's messages strictly by
+``seq``: an early arrival waits (``RIPPLE_GAP_FILL_S``) for the ones before it, after which
+they are read from the database; and every ``RIPPLE_TAIL_CHECK_S`` it compares each room's
+last delivered ``seq`` with the database, so a message the channel layer dropped (it is
+at-most-once) still reaches every subscriber, once and in order.
+
+Presence rides on the same memberships: the hub writes its sockets' members to the presence
+store (see ``chat.presence``), tells the room's group when that changed, and every hub re-reads
+the room and pushes the difference to its subscribers as one ``presence`` frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter, deque
+from typing import Any
+from weakref import WeakKeyDictionary
+
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+
+from . import dashboard, protocol, selectors
+from .logs import log_event
+from .presence import Member, PresenceStore, presence_store
+from .stats import stats
+
+logger = logging.getLogger(__name__)
+
+EVENT_MESSAGE = "room.message"
+# "The room's presence changed somewhere": each hub re-reads the room's members (debounced).
+EVENT_PRESENCE = "room.presence"
+# Moderation, per room: messages deleted, room closed.
+EVENT_DELETED = "room.deleted"
+EVENT_CLOSED = "room.closed"
+# Process-wide control events, sent to every hub through CONTROL_GROUP.
+CONTROL_GROUP = "ripple.control"
+EVENT_DISCONNECT_USER = "control.disconnect_user"
+# How many encoded frames each room keeps for subscribers that attach mid-burst.
+RECENT_FRAMES = 512
+# The channel layer forgets group members after a day unless they are added again.
+GROUP_REFRESH_S = 3600.0
+
+
+def room_group(slug: str) -> str:
+    return f"room.{slug}"
+
+
+class Subscription:
+    """One socket's subscription to a room on this process."""
+
+    __slots__ = ("mark", "member")
+
+    def __init__(self, mark: int, member: Member) -> None:
+        # The seq the socket had when it attached: it is sent every message above that, and
+        # since deliveries only go up, the mark never needs moving.
+        self.mark = mark
+        self.member = member
+
+
+class RoomStream:
+    """One room as this process sees it: local subscribers and the ordered message stream."""
+
+    def __init__(self, slug: str, room_id: int) -> None:
+        self.slug = slug
+        self.room_id = room_id
+        self.subscribers: dict[Any, Subscription] = {}
+        # The room's members across all processes, as last read and told to subscribers here.
+        self.members: set[Member] = set()
+        self.presence_timer: asyncio.TimerHandle | None = None
+        # Newest seq handed to subscribers here; None until the group is joined.
+        self.delivered: int | None = None
+        # Frames that arrived ahead of a hole, by seq.
+        self.pending: dict[int, str] = {}
+        # The last RECENT_FRAMES delivered (seq, frame text) pairs, oldest first.
+        self.recent: deque[tuple[int, str]] = deque(maxlen=RECENT_FRAMES)
+        self.lock = asyncio.Lock()
+        self.joined = asyncio.Event()
+        self.join_error: BaseException | None = None
+        # Attaches in progress: the stream stays joined while one is running.
+        self.attaching = 0
+        self.fill_timer: asyncio.TimerHandle | None = None
+
+    def recent_after(self, seq: int) -> list[tuple[int, str]] | None:
+        """Delivered frames above ``seq``, or None when the ring no longer reaches back that far."""
+        if not self.recent or self.recent[0][0] > seq + 1:
+            return None
+        return [item for item in self.recent if item[0] > seq]
+
+
+class RoomHub:
+    """This event loop's room memberships and the tasks that feed them."""
+
+    def __init__(self, layer: Any) -> None:
+        self.layer = layer
+        self.channel: str | None = None
+        self.rooms: dict[str, RoomStream] = {}
+        # Orders group_add/group_discard calls, so a leave and a quick re-join never swap.
+        self._membership = asyncio.Lock()
+        self._reader: asyncio.Task | None = None
+        self._janitor: asyncio.Task | None = None
+        self._fills: set[asyncio.Task] = set()
+        # When the last dashboard-report failure was logged (monotonic seconds).
+        self._report_warned = -1e9
+        # Presence: this process's entry name, and how many local sockets each member has
+        # in each room (entries leave the store a grace period after their count hits 0).
+        self.process_id = stats.process_id
+        # Every socket of this event loop, subscribed or not (for control events).
+        self.connections: set[Any] = set()
+        self._presence: PresenceStore | None = None
+        self._local: Counter[tuple[str, Member]] = Counter()
+        self._departing: dict[tuple[str, Member], asyncio.TimerHandle] = {}
+
+    # Connections.
+
+    async def connect(self, consumer: Any) -> None:
+        """Count a socket in; the first one starts this loop's channel and tasks."""
+        self.connections.add(consumer)
+        await self._ensure_started()
+
+    async def disconnect(self, consumer: Any) -> None:
+        """Count a socket out (after detaching its rooms); the last one stops everything."""
+        self.connections.discard(consumer)
+        if not self.connections and not self.rooms:
+            await self._stop()
+
+    # Subscribers.
+
+    async def attach(
+        self, consumer: Any, *, slug: str, room_id: int, since: int | None, ref: Any, member: Member
+    ) -> None:
+        """Send ``consumer`` the ``subscribed`` frame, then every later message of the room."""
+        stream = self.rooms.get(slug)
+        first = stream is None
+        if stream is None:
+            stream = self.rooms[slug] = RoomStream(slug, room_id)
+        stream.attaching += 1
+        arrived = False
+        try:
+            if first:
+                await self._join(stream)
+            else:
+                await stream.joined.wait()
+                if stream.join_error is not None:
+                    raise RuntimeError(f"joining room {slug} failed") from stream.join_error
+            await self._arrive(slug, member)
+            arrived = True
+            history = await database_sync_to_async(selectors.message_history)(
+                room_id=room_id,
+                room_slug=slug,
+                since=since,
+                history_size=settings.RIPPLE_HISTORY_SIZE,
+                resume_limit=settings.RIPPLE_RESUME_LIMIT,
+            )
+            async with stream.lock:
+                assert stream.delivered is not None
+                start = history.last_seq
+                behind: list[tuple[int, str]] = []
+                if stream.delivered > start:
+                    # Delivered here while the history was read: send those after it.
+                    recent = stream.recent_after(start)
+                    if recent is None:
+                        recent = await database_sync_to_async(selectors.message_range)(
+                            room_id=room_id, room_slug=slug, after=start, upto=stream.delivered
+                        )
+                    behind = recent
+                # A fresh read for the newcomer; the others hear of it in the next batched sync,
+                # which the newcomer gets too (joins and leaves are set operations).
+                members = await self.presence.members(slug)
+                if not stream.subscribers:
+                    stream.members = members  # nobody here to tell of the difference
+                stream.subscribers[consumer] = Subscription(max(start, stream.delivered), member)
+                arrived = False  # the subscription owns the arrival now; detach undoes it
+                await consumer.base_send(
+                    {
+                        "type": "websocket.send",
+                        "text": protocol.subscribed(
+                            room=slug,
+                            messages=history.messages,
+                            last_seq=start,
+                            complete=history.complete,
+                            members=[m.as_json() for m in sorted(members)],
+                            ref=ref,
+                        ),
+                    }
+                )
+                for _, text in behind:
+                    await consumer.base_send({"type": "websocket.send", "text": text})
+                stats.frame_out(protocol.SUBSCRIBED)
+                stats.frame_out(protocol.MESSAGE, len(behind))
+        finally:
+            stream.attaching -= 1
+            if arrived:
+                await self._depart(slug, member)
+            await self._maybe_leave(stream)
+
+    async def detach(self, consumer: Any, slug: str) -> None:
+        stream = self.rooms.get(slug)
+        if stream is None:
+            return
+        subscription = stream.subscribers.pop(consumer, None)
+        if subscription is not None:
+            await self._depart(slug, subscription.member)
+        await self._maybe_leave(stream)
+
+    def subscriber_count(self) -> int:
+        return sum(len(stream.subscribers) for stream in self.rooms.values())
+
+    # Messages.
+
+    async def offer(self, slug: str, seq: int, text: str, stored_at: float | None = None) -> None:
+        """Take one message frame from the channel layer (or this process) for delivery."""
+        stream = self.rooms.get(slug)
+        if stream is None:
+            return
+        async with stream.lock:
+            if stream.delivered is not None and seq <= stream.delivered:
+                return
+            if stream.delivered is None or seq > stream.delivered + 1:
+                stream.pending[seq] = text
+                if stream.delivered is not None:
+                    self._arm_fill(stream)
+                return
+            await self._deliver(stream, seq, text)
+            if stored_at is not None:
+                stats.observe_latency(time.time() - stored_at)
+            await self._drain(stream)
+
+    async def _deliver(self, stream: RoomStream, seq: int, text: str) -> None:
+        stream.delivered = seq
+        stream.recent.append((seq, text))
+        # One event dict for every recipient: the server only reads it.
+        event = {"type": "websocket.send", "text": text}
+        sent = 0
+        for consumer, subscription in list(stream.subscribers.items()):
+            if seq > subscription.mark:
+                sent += 1
+                try:
+                    await consumer.base_send(event)
+                except Exception:  # a socket that closed meanwhile must not stop the room
+                    logger.debug("send to a closing socket failed", exc_info=True)
+        stats.frame_out("message", sent)
+
+    async def _drain(self, stream: RoomStream) -> None:
+        """Deliver pending frames that are now next in line."""
+        assert stream.delivered is not None
+        for seq in [seq for seq in stream.pending if seq <= stream.delivered]:
+            del stream.pending[seq]
+        while stream.pending:
+            text = stream.pending.pop(stream.delivered + 1, None)
+            if text is None:
+                self._arm_fill(stream)
+                return
+            await self._deliver(stream, stream.delivered + 1, text)
+        if stream.fill_timer is not None:
+            stream.fill_timer.cancel()
+            stream.fill_timer = None
+
+    def _arm_fill(self, stream: RoomStream) -> None:
+        if stream.fill_timer is None:
+            loop = asyncio.get_running_loop()
+            stream.fill_timer = loop.call_later(settings.RIPPLE_GAP_FILL_S, self._start_fill, stream, None)
+
+    def _start_fill(self, stream: RoomStream, upto: int | None) -> None:
+        if stream.fill_timer is not None:
+            stream.fill_timer.cancel()  # harmless when this call is that timer firing
+            stream.fill_timer = None
+        task = asyncio.get_running_loop().create_task(self._fill(stream, upto))
+        self._fills.add(task)
+        task.add_done_callback(self._fills.discard)
+
+    async def _fill(self, stream: RoomStream, upto: int | None) -> None:
+        """Read the messages up to ``upto`` (default: the newest pending) from the database."""
+        try:
+            async with stream.lock:
+                if upto is None:
+                    upto = max(stream.pending, default=0)
+                if stream.delivered is None or upto <= stream.delivered:
+                    return
+                rows = await database_sync_to_async(selectors.message_range)(
+                    room_id=stream.room_id, room_slug=stream.slug, after=stream.delivered, upto=upto
+                )
+                for seq, text in rows:
+                    if seq > stream.delivered:
+                        stream.pending.pop(seq, None)
+                        await self._deliver(stream, seq, text)
+                # Numbers with no row (deleted messages) are passed over.
+                stream.delivered = max(stream.delivered, upto)
+                await self._drain(stream)
+        except Exception:
+            logger.exception("filling room %s from the database failed; retrying", stream.slug)
+            if self.rooms.get(stream.slug) is stream:
+                self._arm_fill(stream)
+
+    # Presence.
+
+    @property
+    def presence(self) -> PresenceStore:
+        if self._presence is None:
+            self._presence = presence_store()
+        return self._presence
+
+    async def _arrive(self, slug: str, member: Member) -> None:
+        key = (slug, member)
+        self._local[key] += 1
+        if self._local[key] > 1:
+            return
+        departing = self._departing.pop(key, None)
+        if departing is not None:
+            departing.cancel()  # back within the grace period: the entry never left
+            return
+        await self.presence.add(slug, self.process_id, member)
+        await self._announce(slug)
+
+    async def _depart(self, slug: str, member: Member) -> None:
+        key = (slug, member)
+        self._local[key] -= 1
+        if self._local[key] > 0:
+            return
+        del self._local[key]
+        grace_s = settings.RIPPLE_PRESENCE_GRACE_S
+        if grace_s <= 0:
+            await self._remove_member(key)
+            return
+        # Leaving is announced only if the member stays away a moment: a reload or a
+        # reconnect (to this process or another) does not flap leave/join.
+        loop = asyncio.get_running_loop()
+        self._departing[key] = loop.call_later(grace_s, self._start_removal, key)
+
+    def _start_removal(self, key: tuple[str, Member]) -> None:
+        self._departing.pop(key, None)
+        task = asyncio.get_running_loop().create_task(self._remove_member(key))
+        self._fills.add(task)
+        task.add_done_callback(self._fills.discard)
+
+    async def _remove_member(self, key: tuple[str, Member]) -> None:
+        slug, member = key
+        try:
+            await self.presence.remove(slug, self.process_id, member)
+            await self._announce(slug)
+        except Exception:
+            logger.warning(
+                "removing %s from room %s failed; it expires by itself", member.id, slug, exc_info=True
+            )
+
+    async def _announce(self, slug: str) -> None:
+        """Tell every process (this one too) that the room's presence changed."""
+        stream = self.rooms.get(slug)
+        if stream is not None:
+            self._schedule_sync(stream)
+        try:
+            await self.layer.group_send(room_group(slug), {"type": EVENT_PRESENCE, "room": slug})
+        except Exception:
+            logger.warning("announcing presence in room %s failed", slug, exc_info=True)
+
+    def _schedule_sync(self, stream: RoomStream) -> None:
+        """Re-read the room's members soon; changes within the batch window go out together."""
+        if stream.presence_timer is None:
+            loop = asyncio.get_running_loop()
+            stream.presence_timer = loop.call_later(
+                settings.RIPPLE_PRESENCE_BATCH_S, self._start_sync, stream
+            )
+
+    def _start_sync(self, stream: RoomStream) -> None:
+        stream.presence_timer = None
+        if self.rooms.get(stream.slug) is not stream:
+            return
+        task = asyncio.get_running_loop().create_task(self._sync_members_locked(stream))
+        self._fills.add(task)
+        task.add_done_callback(self._fills.discard)
+
+    async def _sync_members_locked(self, stream: RoomStream) -> None:
+        try:
+            async with stream.lock:
+                await self._sync_members(stream)
+        except Exception:
+            logger.warning("reading presence of room %s failed", stream.slug, exc_info=True)
+
+    async def _sync_members(self, stream: RoomStream) -> None:
+        """Read the room's members and send what changed to this process's subscribers.
+
+        Called with ``stream.lock`` held, so no ``presence`` frame overtakes a ``subscribed``.
+        """
+        current = await self.presence.members(stream.slug)
+        joins, leaves = current - stream.members, stream.members - current
+        stream.members = current
+        stats.presence_sizes[stream.slug] = len(current)
+        if not (joins or leaves) or not stream.subscribers:
+            return
+        event = {
+            "type": "websocket.send",
+            "text": protocol.presence(
+                room=stream.slug,
+                joins=[m.as_json() for m in sorted(joins)],
+                leaves=[m.as_json() for m in sorted(leaves)],
+            ),
+        }
+        for consumer in list(stream.subscribers):
+            try:
+                await consumer.base_send(event)
+            except Exception:
+                logger.debug("send to a closing socket failed", exc_info=True)
+        stats.frame_out("presence", len(stream.subscribers))
+
+    async def _refresh_presence(self) -> None:
+        """Keep this process's entries alive and notice members whose process died."""
+        entries = list(self._local) + list(self._departing)
+        await self.presence.refresh(self.process_id, entries)
+        for stream in list(self.rooms.values()):
+            if stream.delivered is not None:
+                await self._sync_members_locked(stream)
+
+    # Membership and the tasks behind it.
+
+    async def _join(self, stream: RoomStream) -> None:
+        try:
+            await self._ensure_started()
+            async with self._membership:
+                assert self.channel is not None
+                await self.layer.group_add(room_group(stream.slug), self.channel)
+            last_seqs = await database_sync_to_async(selectors.room_last_seqs)(room_ids=[stream.room_id])
+            async with stream.lock:
+                stream.delivered = last_seqs.get(stream.room_id, 0)
+                await self._drain(stream)
+        except BaseException as error:
+            stream.join_error = error
+            stream.joined.set()
+            if self.rooms.get(stream.slug) is stream:
+                del self.rooms[stream.slug]
+                await self._leave(stream.slug)
+            raise
+        stream.joined.set()
+
+    async def _maybe_leave(self, stream: RoomStream) -> None:
+        if stream.subscribers or stream.attaching or self.rooms.get(stream.slug) is not stream:
+            return
+        del self.rooms[stream.slug]
+        for timer in (stream.fill_timer, stream.presence_timer):
+            if timer is not None:
+                timer.cancel()
+        stream.fill_timer = stream.presence_timer = None
+        await self._leave(stream.slug)
+
+    async def _leave(self, slug: str) -> None:
+        """Drop this process from the room's group."""
+        async with self._membership:
+            if slug not in self.rooms and self.channel is not None:
+                try:
+                    await self.layer.group_discard(room_group(slug), self.channel)
+                except Exception:
+                    logger.warning("leaving room %s failed", slug, exc_info=True)
+        stats.presence_sizes.pop(slug, None)
+        if not self.connections and not self.rooms:
+            await self._stop()
+
+    async def _ensure_started(self) -> None:
+        async with self._membership:
+            if self.channel is not None:
+                return
+            self.channel = await self.layer.new_channel()
+            await self.layer.group_add(CONTROL_GROUP, self.channel)
+            loop = asyncio.get_running_loop()
+            self._reader = loop.create_task(self._read(), name="ripple-hub-reader")
+            self._janitor = loop.create_task(self._check_tails(), name="ripple-hub-janitor")
+
+    async def _stop(self) -> None:
+        async with self._membership:
+            if self.channel is not None:
+                try:
+                    await self.layer.group_discard(CONTROL_GROUP, self.channel)
+                except Exception:
+                    logger.warning("leaving the control group failed", exc_info=True)
+            tasks = [task for task in (self._reader, self._janitor, *self._fills) if task is not None]
+            self._reader = self._janitor = None
+            # A cancelled receive ends the channel's life in some layers (the pub/sub layer
+            # drops it), so the next start takes a new one.
+            self.channel = None
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _read(self) -> None:
+        """Receive this process's channel: one event per message per room joined here."""
+        assert self.channel is not None
+        while True:
+            try:
+                event = await self.layer.receive(self.channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.warning("channel layer receive failed; retrying in 1 s", exc_info=True)
+                await asyncio.sleep(1.0)
+                continue
+            try:
+                await self._dispatch(event)
+            except Exception:
+                logger.exception("handling a %s event failed", event.get("type"))
+
+    async def _dispatch(self, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        if kind == EVENT_MESSAGE:
+            await self.offer(event["room"], event["seq"], event["text"], event.get("stored_at"))
+            return
+        if kind == EVENT_DISCONNECT_USER:
+            await self._disconnect_user(event["user_id"])
+            return
+        stream = self.rooms.get(event.get("room", ""))
+        if stream is None:
+            return
+        if kind == EVENT_PRESENCE:
+            self._schedule_sync(stream)
+        elif kind == EVENT_DELETED:
+            await self._deleted(stream, event["seqs"])
+        elif kind == EVENT_CLOSED:
+            await self._closed(stream, event.get("reason", ""))
+
+    # Moderation.
+
+    async def _deleted(self, stream: RoomStream, seqs: list[int]) -> None:
+        async with stream.lock:
+            # The ring may hold their bodies; late attaches read the database instead.
+            stream.recent.clear()
+            await self._send_all(stream, protocol.deleted(room=stream.slug, seqs=seqs), "deleted")
+
+    async def _closed(self, stream: RoomStream, reason: str) -> None:
+        async with stream.lock:
+            await self._send_all(stream, protocol.room_closed(room=stream.slug, reason=reason), "room_closed")
+            subscribers = list(stream.subscribers.items())
+            stream.subscribers.clear()
+        for consumer, subscription in subscribers:
+            consumer.forget_room(stream.slug)
+            await self._depart(stream.slug, subscription.member)
+        await self._maybe_leave(stream)
+
+    async def _disconnect_user(self, user_id: int) -> None:
+        for consumer in list(self.connections):
+            if consumer.identity.user_id == user_id:
+                log_event(
+                    "moderator_disconnect", connection=consumer.connection_id, user=consumer.identity.name
+                )
+                await consumer.close(code=protocol.CLOSE_DISCONNECTED_BY_MODERATOR)
+
+    async def _send_all(self, stream: RoomStream, text: str, frame_type: str) -> None:
+        """One frame, encoded once, to every subscriber of the room here."""
+        event = {"type": "websocket.send", "text": text}
+        for consumer in list(stream.subscribers):
+            try:
+                await consumer.base_send(event)
+            except Exception:
+                logger.debug("send to a closing socket failed", exc_info=True)
+        stats.frame_out(frame_type, len(stream.subscribers))
+
+    async def _check_tails(self) -> None:
+        """Fetch what the channel layer may have dropped; keep presence entries alive."""
+        tail_every = settings.RIPPLE_TAIL_CHECK_S
+        presence_every = settings.RIPPLE_PRESENCE_TTL_S / 3
+        # Once a second at most: the dashboard report is per second.
+        tick = min(1.0, tail_every, presence_every)
+        now = time.monotonic()
+        tailed = presenced = refreshed = now
+        while True:
+            await asyncio.sleep(tick)
+            now = time.monotonic()
+            await self._report()
+            if now - tailed >= tail_every - tick / 2:
+                tailed = now
+                await self._tail_check()
+            if now - presenced >= presence_every - tick / 2:
+                presenced = now
+                try:
+                    await self._refresh_presence()
+                except Exception:
+                    logger.warning("presence refresh failed", exc_info=True)
+            if now - refreshed > GROUP_REFRESH_S and self.channel is not None:
+                refreshed = now
+                for slug in list(self.rooms):
+                    try:
+                        await self.layer.group_add(room_group(slug), self.channel)
+                    except Exception:
+                        logger.warning("refreshing room %s failed", slug, exc_info=True)
+
+    async def _report(self) -> None:
+        """This process's numbers for the live dashboard (chat/dashboard.py)."""
+        try:
+            await dashboard.report(stats.snapshot())
+        except Exception:
+            # Once a second while Redis is away would bury every other line: once a minute.
+            now = time.monotonic()
+            if now - self._report_warned > 60:
+                self._report_warned = now
+                logger.warning("dashboard report failed (repeats are muted for 60 s)", exc_info=True)
+
+    async def _tail_check(self) -> None:
+        joined = [stream for stream in self.rooms.values() if stream.delivered is not None]
+        if not joined:
+            return
+        try:
+            last_seqs = await database_sync_to_async(selectors.room_last_seqs)(
+                room_ids=[stream.room_id for stream in joined]
+            )
+        except Exception:
+            logger.warning("tail check failed", exc_info=True)
+            return
+        for stream in joined:
+            newest = last_seqs.get(stream.room_id, 0)
+            if stream.delivered is not None and newest > stream.delivered:
+                self._start_fill(stream, newest)
+
+
+# One hub per event loop: daphne runs every socket of a process on one loop, and each test
+# gets a loop of its own.
+_hubs: WeakKeyDictionary[asyncio.AbstractEventLoop, RoomHub] = WeakKeyDictionary()
+
+
+def get_hub() -> RoomHub:
+    loop = asyncio.get_running_loop()
+    hub = _hubs.get(loop)
+    if hub is None:
+        hub = _hubs[loop] = RoomHub(get_channel_layer())
+    return hub
+
+
+async def message_publish(*, room_slug: str, seq: int, text: str, stored_at: float | None = None) -> None:
+    """Send one stored message to the room on every process; local subscribers get it first."""
+    local = _hubs.get(asyncio.get_running_loop())
+    if local is not None:
+        await local.offer(room_slug, seq, text, stored_at)
+    await get_channel_layer().group_send(
+        room_group(room_slug),
+        {"type": EVENT_MESSAGE, "room": room_slug, "seq": seq, "text": text, "stored_at": stored_at},
+    )
+
+
+async def room_event(slug: str, kind: str, data: dict[str, Any]) -> None:
+    """Tell every process with subscribers in the room (moderation events)."""
+    await get_channel_layer().group_send(room_group(slug), {"type": kind, "room": slug, **data})
+
+
+async def control_event(kind: str, data: dict[str, Any]) -> None:
+    """Tell every process that has sockets."""
+    await get_channel_layer().group_send(CONTROL_GROUP, {"type": kind, **data})

@@ -1,0 +1,71 @@
+"""Who is posting: the logged-in user, or a guest's display name from the session."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+
+from .presence import Member
+
+GUEST_NAME_KEY = "ripple_guest_name"
+GUEST_NAME_RE = re.compile(r"[\w .'-]{1,32}")
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who is posting. ``member_id`` is the opaque presence id: one per user, per guest session,
+    or per socket for a guest with no session."""
+
+    name: str
+    user_id: int | None
+    member_id: str = ""
+
+    @property
+    def member(self) -> Member:
+        return Member(name=self.name, id=self.member_id)
+
+
+def _opaque(value: str) -> str:
+    return hmac.new(settings.SECRET_KEY.encode(), value.encode(), hashlib.sha256).hexdigest()[:16]
+
+
+def clean_guest_name(raw: str) -> str | None:
+    """A display name a guest may use, or None."""
+    name = " ".join(raw.split())
+    if not GUEST_NAME_RE.fullmatch(name):
+        return None
+    return name
+
+
+def generated_guest_name() -> str:
+    return f"guest-{secrets.token_hex(2)}"
+
+
+def identity_from_request(request: Any) -> Identity | None:
+    user = request.user
+    if user.is_authenticated:
+        return Identity(name=user.get_username(), user_id=user.pk, member_id=f"u{user.pk}")
+    name = request.session.get(GUEST_NAME_KEY)
+    if not name:
+        return None
+    return Identity(name=name, user_id=None, member_id=f"g{_opaque(request.session.session_key or '')}")
+
+
+async def identity_from_scope(scope: dict[str, Any], *, connection_id: str) -> Identity:
+    """Read by the socket through Channels' session and auth middleware."""
+    user = scope.get("user")
+    if user is not None and user.is_authenticated:
+        return Identity(name=user.get_username(), user_id=user.pk, member_id=f"u{user.pk}")
+    session = scope.get("session")
+    if session is not None:
+        name = await database_sync_to_async(session.get)(GUEST_NAME_KEY)
+        if name and session.session_key:
+            return Identity(name=name, user_id=None, member_id=f"g{_opaque(session.session_key)}")
+    return Identity(name=generated_guest_name(), user_id=None, member_id=f"c{connection_id[:15]}")

@@ -1,0 +1,52 @@
+from django.conf import settings
+from django.db import models
+
+
+class Room(models.Model):
+    """A chat room; ``last_seq`` is the sequence number of its newest message."""
+
+    slug = models.SlugField(max_length=64, unique=True)
+    title = models.CharField(max_length=120, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    # Assigned under a row lock by services.message_store: the room's message count so far.
+    last_seq = models.PositiveBigIntegerField(default=0)
+    last_message_at = models.DateTimeField(null=True, blank=True)
+    # Set by a moderator: subscribers are sent away and new subscribes refused until reopened.
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.title or self.slug
+
+
+class Message(models.Model):
+    """One stored chat message, numbered within its room."""
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="messages")
+    seq = models.PositiveBigIntegerField()
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    author = models.CharField(max_length=150)
+    body = models.TextField()
+    # Chosen by the sending client; (room, client_id) makes a re-send idempotent.
+    client_id = models.CharField(max_length=64)
+    sent_at = models.DateTimeField()
+    # Posted by the operators (announcements), not by a chat user.
+    system = models.BooleanField(default=False)
+    # Soft delete: the row keeps its seq (resume stays gap-free) but its body is never sent again.
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["room", "seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["room", "seq"], name="chat_message_room_seq_unique"),
+            models.UniqueConstraint(fields=["room", "client_id"], name="chat_message_room_client_id_unique"),
+        ]
+        # The admin's date hierarchy and newest-first listing.
+        indexes = [models.Index(fields=["sent_at"], name="chat_message_sent_at_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.room.slug}#{self.seq} {self.author}"

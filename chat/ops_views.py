@@ -1,0 +1,96 @@
+"""Operations endpoints: Prometheus metrics, readiness, and the staff dashboard page.
+
+``/metrics`` and ``/readyz`` need no login: serve them on an internal network only (nginx:
+``location = /metrics { allow 10.0.0.0/8; deny all; }`` or a port the internet cannot reach).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.contrib.admin import site as admin_site
+from django.contrib.admin.views.decorators import staff_member_required
+from django.db import connection
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+from . import dashboard
+from . import metrics as metrics_module
+
+# A readiness probe answers within this, whatever hangs behind it.
+DATABASE_TIMEOUT_S = 2.0
+
+
+@require_GET
+async def metrics(request: HttpRequest) -> HttpResponse:
+    """This process's counters in the Prometheus text format (OpenMetrics when asked for)."""
+    # An async view runs on the event loop that owns the counters, so a scrape never reads
+    # them halfway through an update from another thread.
+    body, content_type = metrics_module.exposition(request.headers.get("Accept", ""))
+    response = HttpResponse(body, content_type=content_type)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def _select_one() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
+
+
+def _failure(error: BaseException) -> str:
+    """``error: <class>: <message>``, short: what failed, without a traceback."""
+    detail = str(error) or ("timed out" if isinstance(error, TimeoutError) else "")
+    return (f"error: {type(error).__name__}" + (f": {detail}" if detail else ""))[:200]
+
+
+async def _check_database() -> str:
+    try:
+        async with asyncio.timeout(DATABASE_TIMEOUT_S):
+            await database_sync_to_async(_select_one)()
+    except Exception as error:
+        return _failure(error)
+    return "ok"
+
+
+async def _check_channel_layer() -> str:
+    if not settings.REDIS_URL:
+        return "ok"  # the in-memory layer lives in this process
+    try:
+        async with asyncio.timeout(dashboard.REDIS_TIMEOUT_S * 2):
+            await dashboard.redis_client().ping()
+    except Exception as error:
+        return _failure(error)
+    return "ok"
+
+
+@require_GET
+async def readyz(request: HttpRequest) -> JsonResponse:
+    """200 when the database and the channel layer answer; 503 naming the one that does not."""
+    database, channel_layer = await asyncio.gather(_check_database(), _check_channel_layer())
+    ready = database == "ok" and channel_layer == "ok"
+    body: dict[str, Any] = {
+        "status": "ready" if ready else "not ready",
+        "database": database,
+        "channel_layer": channel_layer,
+    }
+    response = JsonResponse(body, status=200 if ready else 503)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@never_cache
+@staff_member_required
+def dashboard_page(request: HttpRequest) -> HttpResponse:
+    """The live dashboard (staff only); the numbers arrive over /ws/admin/dashboard/."""
+    context = {
+        **admin_site.each_context(request),
+        "title": "Live dashboard",
+        "ws_path": "/ws/admin/dashboard/",
+    }
+    return render(request, "chat/dashboard.html", context)

@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Member:
+    """One person in a room: an opaque stable ``id`` and a display ``name``."""
+
+    name: str
+    id: str
+
+    def as_json(self) -> dict[str, str]:
+        return {"id": self.id, "name": self.name}
+
+
+class PresenceStore(Protocol):
+    """Where each process writes its rooms' members and reads everyone's."""
+
+    async def add(self, room: str, process: str, member: Member) -> None: ...
+
+    async def remove(self, room: str, process: str, member: Member) -> None: ...
+
+    async def members(self, room: str) -> set[Member]:
+        """The room's live members, from every process."""
+        ...
+
+    async def members_many(self, rooms: list[str]) -> dict[str, set[Member]]:
+        """``members`` for several rooms in one round trip."""
+        ...
+
+    async def refresh(self, process: str, entries: list[tuple[str, Member]]) -> None:
+        """Keep this process's entries alive for another TTL; drop expired ones."""
+        ...
+
+    async def close(self) -> None: ...

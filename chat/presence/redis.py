@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import json
+import time
+
+import redis.asyncio as aioredis
+
+from .base import Member
+
+KEY_PREFIX = "ripple:presence:"
+
+
+def _key(room: str) -> str:
+    return f"{KEY_PREFIX}{room}"
+
+
+def _entry(process: str, member: Member) -> str:
+    return json.dumps([process, member.id, member.name], separators=(",", ":"), ensure_ascii=False)
+
+
+def _members(entries: list) -> set[Member]:
+    found = set()
+    for entry in entries:
+        _, member_id, name = json.loads(str(entry))
+        found.add(Member(name=name, id=member_id))
+    return found
+
+
+class RedisPresenceStore:
+    """Presence across processes: one sorted set per room, scored by each entry's expiry time."""
+
+    def __init__(self, url: str, *, ttl_s: float) -> None:
+        self.ttl_s = ttl_s
+        self.redis = aioredis.Redis.from_url(
+            url, socket_timeout=5, socket_connect_timeout=5, max_connections=50, decode_responses=True
+        )
+
+    async def add(self, room: str, process: str, member: Member) -> None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(_key(room), {_entry(process, member): time.time() + self.ttl_s})
+            pipe.expire(_key(room), self._key_ttl())
+            await pipe.execute()
+
+    async def remove(self, room: str, process: str, member: Member) -> None:
+        await self.redis.zrem(_key(room), _entry(process, member))
+
+    async def members(self, room: str) -> set[Member]:
+        entries = await self.redis.zrangebyscore(_key(room), time.time(), "+inf")
+        return _members(entries)
+
+    async def members_many(self, rooms: list[str]) -> dict[str, set[Member]]:
+        now = time.time()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for room in rooms:
+                pipe.zrangebyscore(_key(room), now, "+inf")
+            results = await pipe.execute()
+        return {room: _members(entries) for room, entries in zip(rooms, results, strict=True)}
+
+    async def refresh(self, process: str, entries: list[tuple[str, Member]]) -> None:
+        now = time.time()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for room, member in entries:
+                pipe.zadd(_key(room), {_entry(process, member): now + self.ttl_s})
+            for room in {room for room, _ in entries}:
+                pipe.zremrangebyscore(_key(room), "-inf", now)
+                pipe.expire(_key(room), self._key_ttl())
+            await pipe.execute()
+
+    def _key_ttl(self) -> int:
+        # A room whose every process died is forgotten a while after its entries expired.
+        return int(self.ttl_s * 2) + 1
+
+    async def close(self) -> None:
+        await self.redis.aclose()

@@ -1,0 +1,78 @@
+"""Reads: history, resume and room listings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.db.models import QuerySet
+
+from . import protocol
+from .models import Message, Room
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """What a ``subscribed`` frame carries."""
+
+    messages: list[dict[str, Any]]
+    last_seq: int
+    complete: bool
+
+
+def message_payloads(messages: QuerySet[Message] | list[Message], room_slug: str) -> list[dict[str, Any]]:
+    return [
+        protocol.message_payload(
+            room=room_slug,
+            seq=message.seq,
+            author=message.author,
+            body=message.body,
+            sent_at=message.sent_at,
+            client_id=message.client_id,
+            system=message.system,
+            deleted=message.deleted_at is not None,
+        )
+        for message in messages
+    ]
+
+
+def message_history(
+    *, room_id: int, room_slug: str, since: int | None, history_size: int, resume_limit: int
+) -> History:
+    """The last ``history_size`` messages, or every message after ``since`` up to ``resume_limit``."""
+    last_seq = Room.objects.filter(pk=room_id).values_list("last_seq", flat=True).get()
+    complete = True
+    if since is None:
+        low = max(0, last_seq - history_size)
+    elif since > last_seq:
+        # The client remembers a history this server does not have (a reset database).
+        low, complete = max(0, last_seq - history_size), False
+    elif last_seq - since > resume_limit:
+        low, complete = last_seq - resume_limit, False
+    else:
+        low = since
+    # Bounded by last_seq: messages commit in seq order, so everything up to it is visible and
+    # nothing newer slips in between the two reads.
+    rows = Message.objects.filter(room_id=room_id, seq__gt=low, seq__lte=last_seq).order_by("seq")
+    return History(messages=message_payloads(rows, room_slug), last_seq=last_seq, complete=complete)
+
+
+def message_range(*, room_id: int, room_slug: str, after: int, upto: int) -> list[tuple[int, str]]:
+    """Encoded ``message`` frames with ``after < seq <= upto``, oldest first."""
+    rows = Message.objects.filter(room_id=room_id, seq__gt=after, seq__lte=upto).order_by("seq")
+    return [(payload["seq"], protocol.dumps(payload)) for payload in message_payloads(rows, room_slug)]
+
+
+def room_last_seqs(*, room_ids: list[int]) -> dict[int, int]:
+    return dict(Room.objects.filter(pk__in=room_ids).values_list("pk", "last_seq"))
+
+
+def room_list_active(*, limit: int = 100) -> QuerySet[Room]:
+    """Rooms with the most recent activity first."""
+    return Room.objects.order_by("-last_message_at", "slug")[:limit]
+
+
+def message_list_recent(*, room: Room, limit: int) -> list[Message]:
+    """The room's last ``limit`` messages, oldest first."""
+    newest = Message.objects.filter(room=room).order_by("-seq")[:limit]
+    return list(reversed(newest))

@@ -1,0 +1,158 @@
+"""Writes: rooms and messages. Every way of posting (socket, view, admin, command) comes here."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from asgiref.sync import async_to_sync
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from . import hub, protocol, selectors
+from .models import Message, Room
+
+
+class ClientIdConflict(Exception):
+    """The ``client_id`` is already used in the room by another author."""
+
+
+class RoomClosed(Exception):
+    """A moderator closed the room."""
+
+
+@dataclass(frozen=True, slots=True)
+class Posted:
+    """A stored message and whether this call stored it (False: an earlier send did)."""
+
+    message: Message
+    created: bool
+    room_slug: str
+
+    @property
+    def frame_text(self) -> str:
+        return protocol.dumps(selectors.message_payloads([self.message], self.room_slug)[0])
+
+
+def room_get_or_create(*, slug: str, title: str = "") -> Room:
+    if not protocol.ROOM_SLUG_RE.fullmatch(slug):
+        raise protocol.ProtocolError(protocol.INVALID_ROOM, f"{slug[:80]!r} is not a valid room slug")
+    try:
+        room, _ = Room.objects.get_or_create(slug=slug, defaults={"title": title})
+    except IntegrityError:  # created by a concurrent caller between the get and the create
+        room = Room.objects.get(slug=slug)
+    return room
+
+
+def message_store(
+    *, room: Room, author: str, user_id: int | None, body: str, client_id: str, system: bool = False
+) -> Posted:
+    """Store one message with the room's next sequence number, or find the earlier copy."""
+    protocol.check_body(
+        body, max_body_chars=settings.RIPPLE_MAX_BODY_CHARS, room=room.slug, client_id=client_id
+    )
+    if not protocol.CLIENT_ID_RE.fullmatch(client_id):
+        raise protocol.ProtocolError(protocol.INVALID_FIELD, "invalid client_id", field="client_id")
+    earlier = _message_by_client_id(room, client_id)
+    if earlier is None:
+        with transaction.atomic():
+            # The row lock (PostgreSQL) or the write lock taken at BEGIN (SQLite, IMMEDIATE)
+            # serialises writers of this room until commit, so seq is last_seq + 1 exactly once.
+            locked = Room.objects.select_for_update().only("last_seq", "closed_at").get(pk=room.pk)
+            earlier = _message_by_client_id(room, client_id)
+            if earlier is None:
+                if locked.closed_at is not None:
+                    raise RoomClosed(room.slug)
+                now = timezone.now()
+                seq = locked.last_seq + 1
+                Room.objects.filter(pk=room.pk).update(last_seq=seq, last_message_at=now)
+                message = Message.objects.create(
+                    room=room,
+                    seq=seq,
+                    user_id=user_id,
+                    author=author,
+                    body=body,
+                    client_id=client_id,
+                    sent_at=now,
+                    system=system,
+                )
+                return Posted(message=message, created=True, room_slug=room.slug)
+    if earlier.author != author or earlier.user_id != user_id:
+        raise ClientIdConflict(client_id)
+    return Posted(message=earlier, created=False, room_slug=room.slug)
+
+
+def _message_by_client_id(room: Room, client_id: str) -> Message | None:
+    return Message.objects.filter(room=room, client_id=client_id).first()
+
+
+async def message_publish(posted: Posted) -> None:
+    """Fan a newly stored message out to the room, on every process."""
+    if posted.created:
+        await hub.message_publish(
+            room_slug=posted.room_slug,
+            seq=posted.message.seq,
+            text=posted.frame_text,
+            stored_at=posted.message.sent_at.timestamp(),
+        )
+
+
+def message_post(
+    *,
+    room: Room,
+    author: str,
+    body: str,
+    client_id: str,
+    user_id: int | None = None,
+    system: bool = False,
+) -> Posted:
+    """Store a message and fan it out to the room; for views, admin actions and commands."""
+    posted = message_store(
+        room=room, author=author, user_id=user_id, body=body, client_id=client_id, system=system
+    )
+    async_to_sync(message_publish)(posted)
+    return posted
+
+
+# Moderation: each change is stored first, then told to every process.
+
+
+def message_delete(*, message_ids: list[int]) -> dict[str, list[int]]:
+    """Soft-delete messages; open pages remove them. Returns the deleted seqs by room slug."""
+    rows = list(
+        Message.objects.filter(pk__in=message_ids, deleted_at__isnull=True)
+        .select_related("room")
+        .only("pk", "seq", "room__slug")
+    )
+    Message.objects.filter(pk__in=[row.pk for row in rows]).update(deleted_at=timezone.now())
+    by_room: dict[str, list[int]] = {}
+    for row in rows:
+        by_room.setdefault(row.room.slug, []).append(row.seq)
+    for slug, seqs in by_room.items():
+        seqs.sort()
+        async_to_sync(hub.room_event)(slug, hub.EVENT_DELETED, {"seqs": seqs})
+    return by_room
+
+
+def room_announce(*, rooms: list[Room], body: str, author: str = "announcement") -> list[Posted]:
+    """Post a system message into each room: stored, sequenced and fanned out."""
+    client_id = f"announce-{uuid.uuid4().hex}"
+    return [
+        message_post(room=room, author=author, body=body, client_id=client_id, system=True) for room in rooms
+    ]
+
+
+def room_close(*, room: Room, reason: str = "") -> None:
+    """Close a room: its subscribers are told and unsubscribed, new subscribes are refused."""
+    Room.objects.filter(pk=room.pk).update(closed_at=timezone.now())
+    async_to_sync(hub.room_event)(room.slug, hub.EVENT_CLOSED, {"reason": reason})
+
+
+def room_reopen(*, room: Room) -> None:
+    Room.objects.filter(pk=room.pk).update(closed_at=None)
+
+
+def user_disconnect(*, user_id: int) -> None:
+    """Close every socket of a user, on every process, with the "do not reconnect" code."""
+    async_to_sync(hub.control_event)(hub.EVENT_DISCONNECT_USER, {"user_id": user_id})

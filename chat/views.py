@@ -1,0 +1,79 @@
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.text import slugify
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from . import protocol, selectors
+from .identity import GUEST_NAME_KEY, clean_guest_name, identity_from_request
+from .models import Room
+
+
+@require_http_methods(["GET", "POST"])
+def index(request: HttpRequest) -> HttpResponse:
+    """The rooms, and a form to open or create one."""
+    error = ""
+    if request.method == "POST":
+        slug = slugify(request.POST.get("room", ""))[:64].strip("-_")
+        if protocol.ROOM_SLUG_RE.fullmatch(slug):
+            return redirect("chat:room", slug=slug)
+        error = "A room name needs at least one letter or digit."
+    return render(
+        request,
+        "chat/index.html",
+        {"rooms": selectors.room_list_active(), "identity": identity_from_request(request), "error": error},
+        status=400 if error else 200,
+    )
+
+
+@require_POST
+def guest_name(request: HttpRequest) -> HttpResponse:
+    """Keep a guest's display name in the session."""
+    next_url = request.POST.get("next", "/")
+    if not url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}):
+        next_url = "/"
+    name = clean_guest_name(request.POST.get("name", ""))
+    if name is None:
+        return render(
+            request,
+            "chat/name.html",
+            {"next": next_url, "error": "Use 1-32 letters, digits, spaces, dots, dashes or apostrophes."},
+            status=400,
+        )
+    request.session[GUEST_NAME_KEY] = name
+    return redirect(next_url)
+
+
+@require_GET
+def room(request: HttpRequest, slug: str) -> HttpResponse:
+    """The room page: the last messages rendered here, live updates from static/js."""
+    if not protocol.ROOM_SLUG_RE.fullmatch(slug):
+        raise Http404("no such room")
+    identity = identity_from_request(request)
+    if identity is None:
+        return render(request, "chat/name.html", {"next": request.get_full_path()})
+    found = Room.objects.filter(slug=slug).first()
+    messages = selectors.message_list_recent(room=found, limit=50) if found else []
+    return render(
+        request,
+        "chat/room.html",
+        {
+            "slug": slug,
+            "room": found,
+            "messages": messages,
+            "last_seq": messages[-1].seq if messages else 0,
+            "identity": identity,
+        },
+    )
+
+
+@require_GET
+def echo(request: HttpRequest) -> HttpResponse:
+    """A WebSocket playground for the echo endpoint."""
+    return render(request, "chat/echo.html")
+
+
+@require_GET
+def healthz(request: HttpRequest) -> HttpResponse:
+    """The process is alive."""
+    return HttpResponse("ok\n", content_type="text/plain")

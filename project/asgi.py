@@ -1,0 +1,19 @@
+"""ASGI entry point: HTTP to Django, WebSockets to the chat consumers."""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+django_asgi_app = get_asgi_application()
+
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402  (needs the app registry)
+from django.conf import settings  # noqa: E402
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
+
+from chat.routing import websocket_urlpatterns  # noqa: E402
+
+# Without a web server in front (make run, the tests), daphne serves /static/ itself.
+http_app = ASGIStaticFilesHandler(django_asgi_app) if settings.RIPPLE_SERVE_STATIC else django_asgi_app
+
+application = ProtocolTypeRouter({"http": http_app, "websocket": URLRouter(websocket_urlpatterns)})

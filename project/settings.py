@@ -1,0 +1,218 @@
+"""Django settings for Ripple, read from the environment (see .env.example)."""
+
+import os
+from pathlib import Path
+from typing import Any
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ImproperlyConfigured(f"{name} must be a boolean (1/0, true/false), not {value!r}")
+
+
+def env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, not {value!r}") from None
+    if number <= 0:
+        raise ImproperlyConfigured(f"{name} must be greater than 0, not {value!r}")
+    return number
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a whole number, not {value!r}") from None
+    if number <= 0:
+        raise ImproperlyConfigured(f"{name} must be greater than 0, not {value!r}")
+    return number
+
+
+def env_list(name: str, default: str) -> list[str]:
+    return [item.strip() for item in env(name, default).split(",") if item.strip()]
+
+
+DEBUG = env_bool("DJANGO_DEBUG", False)
+SECRET_KEY = env("DJANGO_SECRET_KEY", "")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY is not set. Set it, or set DJANGO_DEBUG=1 for local development."
+        )
+    SECRET_KEY = "ripple-dev-only-insecure-key"  # noqa: S105 - refused above unless DEBUG
+
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
+
+INSTALLED_APPS = [
+    "daphne",  # first: runserver becomes daphne's ASGI runserver
+    "chat",  # before the admin: chat/templates/admin/index.html adds the dashboard link
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "project.urls"
+ASGI_APPLICATION = "project.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# Database: a SQLite file unless DATABASE_URL says otherwise (postgres://... for PostgreSQL).
+DATABASES = {
+    "default": dj_database_url.parse(
+        env("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"), conn_max_age=0
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["OPTIONS"] = {
+        # Writers take the write lock when their transaction begins, so two processes that
+        # assign sequence numbers queue up instead of failing with "database is locked".
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 30,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Channel layer: in memory (one process) unless REDIS_URL names a Redis server.
+REDIS_URL = env("REDIS_URL", "")
+# Which channels-redis layer carries the hubs' traffic: "pubsub" (one PUBLISH per message) or
+# "core" (per-process lists). Either is at-most-once; chat/hub.py repairs losses from the database.
+RIPPLE_CHANNEL_LAYER = env("RIPPLE_CHANNEL_LAYER", "pubsub")
+if RIPPLE_CHANNEL_LAYER not in ("core", "pubsub"):
+    raise ImproperlyConfigured(f"RIPPLE_CHANNEL_LAYER must be core or pubsub, not {RIPPLE_CHANNEL_LAYER!r}")
+REDIS_HOST = {
+    "address": REDIS_URL,
+    # redis-py 8's 5 s default equals the core layer's 5 s blocking read and would close idle
+    # receive loops; the pool default (100) is too small for a burst of handshakes.
+    "socket_timeout": None,
+    "socket_connect_timeout": 5,
+    "max_connections": env_int("RIPPLE_REDIS_MAX_CONNECTIONS", 1000),
+}
+CHANNEL_LAYERS: dict[str, dict[str, Any]]
+if not REDIS_URL:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+elif RIPPLE_CHANNEL_LAYER == "pubsub":
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [REDIS_HOST]},
+        }
+    }
+else:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_HOST], "capacity": 1000, "expiry": 60},
+        }
+    }
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = BASE_DIR / "staticfiles"
+# Serve /static/ from the application itself: on by default, for a single daphne with nothing
+# in front; turn it off where nginx (or a CDN) serves STATIC_ROOT after collectstatic.
+RIPPLE_SERVE_STATIC = env_bool("RIPPLE_SERVE_STATIC", True)
+if not RIPPLE_SERVE_STATIC:
+    # Served by nginx from collectstatic's output: hashed names, so long cache lifetimes are
+    # safe across deploys.
+    STORAGES = {
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+        "staticfiles": {"BACKEND": "project.storage.HashedStaticStorage"},
+    }
+
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"json": {"()": "chat.logs.JsonFormatter"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler"},
+        "events": {"class": "logging.StreamHandler", "formatter": "json"},
+    },
+    "root": {"handlers": ["console"], "level": env("DJANGO_LOG_LEVEL", "INFO")},
+    "loggers": {
+        # One JSON line per connect, disconnect, heartbeat timeout, refused handshake and
+        # moderation action (chat/logs.py).
+        "ripple.events": {"handlers": ["events"], "level": "INFO", "propagate": False},
+    },
+}
+
+# Ripple's own knobs.
+RIPPLE_HEARTBEAT_INTERVAL_S = env_float("RIPPLE_HEARTBEAT_INTERVAL_S", 20.0)
+RIPPLE_HEARTBEAT_TIMEOUT_S = env_float("RIPPLE_HEARTBEAT_TIMEOUT_S", 10.0)
+RIPPLE_HISTORY_SIZE = env_int("RIPPLE_HISTORY_SIZE", 50)
+RIPPLE_RESUME_LIMIT = env_int("RIPPLE_RESUME_LIMIT", 500)
+RIPPLE_MAX_BODY_CHARS = env_int("RIPPLE_MAX_BODY_CHARS", 4000)
+RIPPLE_MAX_FRAME_CHARS = env_int("RIPPLE_MAX_FRAME_CHARS", 16384)
+RIPPLE_MAX_SUBSCRIPTIONS = env_int("RIPPLE_MAX_SUBSCRIPTIONS", 100)
+RIPPLE_GAP_FILL_S = env_float("RIPPLE_GAP_FILL_S", 0.2)
+RIPPLE_TAIL_CHECK_S = env_float("RIPPLE_TAIL_CHECK_S", 5.0)
+RIPPLE_PRESENCE_TTL_S = env_float("RIPPLE_PRESENCE_TTL_S", 60.0)
+RIPPLE_PRESENCE_GRACE_S = env_float("RIPPLE_PRESENCE_GRACE_S", 5.0)
+RIPPLE_PRESENCE_BATCH_S = env_float("RIPPLE_PRESENCE_BATCH_S", 0.25)
+RIPPLE_DASHBOARD_EXPIRY_S = env_float("RIPPLE_DASHBOARD_EXPIRY_S", 5.0)

@@ -1,0 +1,285 @@
+/**
+ * DOM wiring for the room page (`<main id="room">`): one RippleSocket, one
+ * room, the message list in seq order, the composer, a status line that
+ * always says what the connection is doing, and who is here.
+ *
+ * Every piece of text from the network goes into the page through
+ * `textContent`, never as HTML.
+ */
+
+import { CLOSE, RippleSocket, STATE, socketUrl } from './ripple-socket.js';
+
+/** `HH:MM` in the reader's time zone, or '' for a date that does not parse. */
+export function formatTime(iso) {
+  const date = new Date(iso);
+  if (Number.isNaN(date.getTime())) return '';
+  const pad = (n) => String(n).padStart(2, '0');
+  return `${pad(date.getHours())}:${pad(date.getMinutes())}`;
+}
+
+/** The status line for a `statechange` detail: `{dataState, text, retry}`. */
+export function describeState(detail, nowMs = Date.now(), deadlineMs = null) {
+  switch (detail.state) {
+    case STATE.OPEN:
+      return { dataState: 'open', text: 'Connected', retry: false };
+    case STATE.CONNECTING:
+      return { dataState: 'connecting', text: 'Connecting…', retry: false };
+    case STATE.RECONNECTING: {
+      if (detail.offline) {
+        return { dataState: 'offline', text: 'Offline — waiting for the network', retry: false };
+      }
+      const attempt = `(attempt ${detail.attempt} of ${detail.maxAttempts})`;
+      if (deadlineMs === null) return { dataState: 'reconnecting', text: `Reconnecting… ${attempt}`, retry: false };
+      const seconds = Math.max(1, Math.ceil((deadlineMs - nowMs) / 1000));
+      return { dataState: 'reconnecting', text: `Reconnecting in ${seconds} s ${attempt}`, retry: false };
+    }
+    case STATE.FAILED:
+      return { dataState: 'failed', text: 'Disconnected', retry: true };
+    default:
+      // Closed by the server ("do not come back"): the reader may still try again.
+      return { dataState: 'closed', text: 'Disconnected', retry: detail.code !== CLOSE.NORMAL };
+  }
+}
+
+/**
+ * Wires the room page under `root` and returns `{socket, destroy}`.
+ * `socketOptions` go to RippleSocket (tests pass fake WebSocket, window, ...).
+ */
+export function mountChatRoom(root, {
+  document = root.ownerDocument ?? globalThis.document,
+  location = globalThis.location,
+  socketOptions = {},
+} = {}) {
+  const byId = (id) => document.getElementById(id);
+  const room = root.dataset.room;
+  const user = root.dataset.user ?? '';
+  const lastSeq = Number.parseInt(root.dataset.lastSeq ?? '', 10);
+  const status = byId('conn-state');
+  const retryButton = byId('retry');
+  const historyNote = byId('history-note');
+  const list = byId('messages');
+  const form = byId('composer');
+  const input = byId('body');
+  const memberList = byId('members');
+  const memberCount = byId('member-count');
+
+  const socket = new RippleSocket(socketUrl(root.dataset.wsUrl, location), socketOptions);
+  // Maps the client_id of each message sent from this page to its <li> and
+  // which of ack and message frame have arrived; dropped once both have.
+  const own = new Map();
+  let countdown = null;
+  const cleanups = [];
+
+  function listen(target, type, handler) {
+    if (!target) return;
+    target.addEventListener(type, handler);
+    cleanups.push(() => target.removeEventListener(type, handler));
+  }
+
+  // --- status line ------------------------------------------------------------
+
+  function stopCountdown() {
+    if (countdown !== null) {
+      globalThis.clearInterval(countdown);
+      countdown = null;
+    }
+  }
+
+  function renderState(detail) {
+    stopCountdown();
+    const deadline = detail.state === STATE.RECONNECTING && !detail.offline && detail.delayMs !== null
+      ? Date.now() + detail.delayMs
+      : null;
+    const paint = () => {
+      const view = describeState(detail, Date.now(), deadline);
+      if (status) {
+        status.dataset.state = view.dataState;
+        status.textContent = view.text;
+      }
+      if (retryButton) retryButton.hidden = !view.retry;
+    };
+    paint();
+    if (deadline !== null && detail.delayMs > 1000) countdown = globalThis.setInterval(paint, 1000);
+  }
+
+  // --- message list -------------------------------------------------------------
+
+  function seqOf(li) {
+    const value = li.dataset.seq;
+    return value === undefined || value === '' ? null : Number(value);
+  }
+
+  function findBySeq(seq) {
+    const items = list.children;
+    for (let i = items.length - 1; i >= 0; i -= 1) {
+      if (seqOf(items[i]) === seq) return items[i];
+    }
+    return null;
+  }
+
+  /** Moves `li` to its place: after every lower seq, before higher seqs and pending sends. */
+  function placeBySeq(li, seq) {
+    const items = list.children;
+    let before = null;
+    for (let i = items.length - 1; i >= 0; i -= 1) {
+      const item = items[i];
+      if (item === li) continue;
+      const itemSeq = seqOf(item);
+      if (itemSeq !== null && itemSeq < seq) break;
+      before = item;
+    }
+    list.insertBefore(li, before);
+  }
+
+  function span(className, text) {
+    const el = document.createElement('span');
+    el.className = className;
+    el.textContent = text;
+    return el;
+  }
+
+  function timeElement(iso) {
+    const el = document.createElement('time');
+    el.setAttribute('datetime', iso);
+    el.textContent = formatTime(iso);
+    return el;
+  }
+
+  function fill(li, { author, sentAt, body }) {
+    li.replaceChildren(span('author', author), ' ', timeElement(sentAt), ' ', span('body', body));
+  }
+
+  function settle(clientId, entry, key) {
+    entry[key] = true;
+    if (entry.acked && entry.delivered) own.delete(clientId);
+  }
+
+  function showMessage(frame) {
+    const mine = frame.client_id ? own.get(frame.client_id) : undefined;
+    let li = mine?.li ?? findBySeq(frame.seq);
+    if (!li) {
+      li = document.createElement('li');
+      li.className = 'msg';
+    }
+    li.classList.remove('pending');
+    li.dataset.seq = String(frame.seq);
+    if (frame.client_id) li.dataset.clientId = frame.client_id;
+    fill(li, { author: frame.author, sentAt: frame.sent_at, body: frame.body });
+    placeBySeq(li, frame.seq);
+    if (mine) settle(frame.client_id, mine, 'delivered');
+  }
+
+  function confirm(clientId, ack) {
+    const entry = own.get(clientId);
+    if (!entry) return;
+    const { li } = entry;
+    li.classList.remove('pending');
+    li.dataset.seq = String(ack.seq);
+    placeBySeq(li, ack.seq);
+    settle(clientId, entry, 'acked');
+  }
+
+  function refuse(clientId, error) {
+    const entry = own.get(clientId);
+    if (!entry) return;
+    own.delete(clientId);
+    entry.li.classList.remove('pending');
+    entry.li.classList.add('failed');
+    entry.li.dataset.error = error?.code ?? 'error';
+    entry.li.title = `Not sent: ${error?.message ?? 'error'}`;
+  }
+
+  function submit(event) {
+    event.preventDefault();
+    const body = input.value;
+    if (body.trim() === '') return;
+    const { clientId, acked } = socket.send(room, body);
+    const li = document.createElement('li');
+    li.className = 'msg pending';
+    li.dataset.clientId = clientId;
+    fill(li, { author: user, sentAt: new Date().toISOString(), body });
+    list.append(li);
+    own.set(clientId, { li, acked: false, delivered: false });
+    input.value = '';
+    acked.then((ack) => confirm(clientId, ack), (error) => refuse(clientId, error));
+  }
+
+  // --- who is here ---------------------------------------------------------------
+
+  /** The name this tab posts under: the server's word once welcomed. */
+  function ownName() {
+    const name = socket.welcome?.user?.name;
+    return typeof name === 'string' ? name : user;
+  }
+
+  function renderMembers(members) {
+    if (memberCount) memberCount.textContent = String(members.length);
+    if (!memberList) return;
+    const me = ownName();
+    memberList.replaceChildren(...members.map((member) => {
+      const li = document.createElement('li');
+      li.dataset.memberId = member.id;
+      if (member.name === me) li.className = 'me';
+      li.textContent = member.name;
+      return li;
+    }));
+  }
+
+  /** A list kept from before a disconnect stays visible, marked as possibly out of date. */
+  function markMembersStale(stale) {
+    if (!memberList) return;
+    if (stale) memberList.classList.add('stale');
+    else memberList.classList.remove('stale');
+  }
+
+  // --- wiring -------------------------------------------------------------------
+
+  listen(socket, 'statechange', (event) => {
+    renderState(event.detail);
+    if (event.detail.state !== STATE.OPEN) markMembersStale(true);
+  });
+  listen(socket, 'welcome', () => renderMembers(socket.members(room)));
+  listen(socket, 'subscribed', (event) => {
+    if (event.detail.room === room) markMembersStale(false);
+  });
+  listen(socket, 'presence', (event) => {
+    if (event.detail.room === room) renderMembers(event.detail.members);
+  });
+  listen(socket, 'reset', () => {
+    if (historyNote) historyNote.hidden = false;
+  });
+  listen(socket, 'pong', (event) => {
+    if (status && event.detail.rttMs !== null) status.title = `Round trip ${event.detail.rttMs} ms`;
+  });
+  listen(retryButton, 'click', () => socket.retry());
+  listen(form, 'submit', submit);
+
+  // The server renders times in UTC; show every time in the reader's zone.
+  for (const li of Array.from(list.children)) {
+    for (const child of Array.from(li.children)) {
+      if (child.tagName === 'TIME' && child.getAttribute('datetime')) {
+        child.textContent = formatTime(child.getAttribute('datetime')) || child.textContent;
+      }
+    }
+  }
+
+  socket.subscribe(room, { since: Number.isInteger(lastSeq) && lastSeq >= 0 ? lastSeq : null, onMessage: showMessage });
+  renderState(socket.stateDetail);
+  renderMembers(socket.members(room));
+  if (socket.state !== STATE.OPEN) markMembersStale(true);
+
+  return {
+    socket,
+    destroy() {
+      stopCountdown();
+      for (const cleanup of cleanups.splice(0)) cleanup();
+      socket.close();
+    },
+  };
+}
+
+const pageRoot = globalThis.document?.getElementById?.('room');
+if (pageRoot) {
+  const { socket } = mountChatRoom(pageRoot);
+  if (globalThis.window) globalThis.window.ripple = socket;
+}

@@ -1,0 +1,948 @@
+/**
+ * Ripple's browser client: one WebSocket per tab carrying any number of room
+ * subscriptions (docs/protocol.md, protocol version 1).
+ *
+ * It keeps the socket alive with an application heartbeat, reconnects with
+ * exponential backoff and full jitter, resumes every room from the last `seq`
+ * it saw, drops duplicate messages, and re-sends unacknowledged messages with
+ * their original `client_id` so the server stores each one exactly once. It
+ * also keeps each room's member list ("who is here") from `subscribed.members`
+ * and the `presence` frames that follow.
+ *
+ * No dependencies and no build step. The only browser objects it touches are
+ * `WebSocket`, `window` (online/offline), `document` (visibilitychange) and
+ * `navigator` (onLine), all injectable through the constructor options.
+ */
+
+export const PROTOCOL_VERSION = 1;
+
+/** Connection states, as reported by `RippleSocket#state` and `statechange`. */
+export const STATE = Object.freeze({
+  CONNECTING: 'connecting',
+  OPEN: 'open',
+  RECONNECTING: 'reconnecting',
+  CLOSED: 'closed',
+  FAILED: 'failed',
+});
+
+/**
+ * Every frame type of the protocol. `ping`, `pong` and `message` travel in
+ * both directions; `subscribe` and `unsubscribe` only from the client;
+ * `welcome`, `subscribed`, `unsubscribed`, `ack`, `error` and `presence` only
+ * from the server.
+ */
+export const FRAME = Object.freeze({
+  PING: 'ping',
+  PONG: 'pong',
+  MESSAGE: 'message',
+  SUBSCRIBE: 'subscribe',
+  UNSUBSCRIBE: 'unsubscribe',
+  WELCOME: 'welcome',
+  SUBSCRIBED: 'subscribed',
+  UNSUBSCRIBED: 'unsubscribed',
+  ACK: 'ack',
+  ERROR: 'error',
+  PRESENCE: 'presence',
+});
+
+/** WebSocket close codes this client sends or acts on. */
+export const CLOSE = Object.freeze({
+  NORMAL: 1000,
+  GOING_AWAY: 1001,
+  ABNORMAL: 1006,
+  POLICY_VIOLATION: 1008,
+  INTERNAL_ERROR: 1011,
+  SERVICE_RESTART: 1012,
+  // Sent by this client when it abandons a socket.
+  CLIENT_HEARTBEAT_TIMEOUT: 4000,
+  CLIENT_CONNECT_TIMEOUT: 4001,
+  CLIENT_SUBSCRIBE_FAILED: 4002,
+  // Sent by the server: nothing heard from the client for interval + timeout.
+  HEARTBEAT_TIMEOUT: 4408,
+  // 4400–4499 other than 4408: "do not come back".
+  NO_RETRY_MIN: 4400,
+  NO_RETRY_MAX: 4499,
+});
+
+const CLIENT_ID_PATTERN = /^[A-Za-z0-9_.:-]{1,64}$/;
+const CLIENT_ID_PREFIX_PATTERN = /^[A-Za-z0-9_.:-]{0,28}$/;
+const ID_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
+const WS_CONNECTING = 0;
+const WS_OPEN = 1;
+
+// Rooms are `pending` from the moment a subscribe is owed or in flight until
+// its `subscribed` arrives; live messages are only accepted while `active`.
+const ROOM_PENDING = 'pending';
+const ROOM_ACTIVE = 'active';
+
+const DEFAULTS = Object.freeze({
+  backoffBaseMs: 500,
+  backoffMaxMs: 30000,
+  backoffFloorMs: 0,
+  quickReconnectMs: 1000,
+  maxAttempts: 20,
+  stableAfterMs: 5000,
+  connectTimeoutMs: 15000,
+  maxQueue: 100,
+  heartbeatIntervalMs: 20000,
+  heartbeatTimeoutMs: 10000,
+  clientIdPrefix: '',
+});
+
+/** True for close codes after which the server does not want the client back. */
+export function isNoRetryClose(code) {
+  if (code === CLOSE.POLICY_VIOLATION) return true;
+  return code >= CLOSE.NO_RETRY_MIN && code <= CLOSE.NO_RETRY_MAX && code !== CLOSE.HEARTBEAT_TIMEOUT;
+}
+
+/** True for close codes that ask for a quick reconnect (server going away or restarting). */
+export function isQuickReconnectClose(code) {
+  return code === CLOSE.GOING_AWAY || code === CLOSE.SERVICE_RESTART;
+}
+
+/**
+ * A WebSocket URL for `path` (e.g. `/ws/chat/`) on the page's own host:
+ * `wss:` under https, `ws:` otherwise. A ws:/wss: URL is returned as is.
+ * `location` is passed in (window.location in a page) to keep this module DOM-free.
+ */
+export function socketUrl(path, location) {
+  if (/^wss?:\/\//i.test(path)) return path;
+  const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
+  return `${scheme}//${location.host}${path.startsWith('/') ? '' : '/'}${path}`;
+}
+
+/**
+ * Reconnect delays with full jitter, and the single pending reconnect timeout.
+ *
+ * `delayFor(tries)` is `random() * min(maxMs, baseMs * 2 ** tries)`, raised to
+ * `floorMs` (itself never above the cap). `schedule()` always replaces the
+ * pending timeout, so there is never more than one.
+ */
+export class Timer {
+  #callback;
+  #handle = null;
+
+  constructor(callback, { baseMs = 500, maxMs = 30000, floorMs = 0, random = Math.random } = {}) {
+    this.#callback = callback;
+    this.baseMs = baseMs;
+    this.maxMs = maxMs;
+    this.floorMs = floorMs;
+    this.random = random;
+  }
+
+  /** Upper bound of the delay before retry number `tries` (0 for the first retry). */
+  capFor(tries) {
+    return Math.min(this.maxMs, this.baseMs * 2 ** Math.max(0, tries));
+  }
+
+  /** A jittered delay in [0, capFor(tries)]. */
+  delayFor(tries) {
+    const cap = this.capFor(tries);
+    return Math.max(Math.min(this.floorMs, cap), this.random() * cap);
+  }
+
+  /** Arms the timeout for `delayMs`, replacing any pending one; returns `delayMs`. */
+  schedule(delayMs) {
+    this.cancel();
+    this.#handle = globalThis.setTimeout(() => {
+      this.#handle = null;
+      this.#callback();
+    }, delayMs);
+    return delayMs;
+  }
+
+  cancel() {
+    if (this.#handle !== null) {
+      globalThis.clearTimeout(this.#handle);
+      this.#handle = null;
+    }
+  }
+
+  get pending() {
+    return this.#handle !== null;
+  }
+}
+
+// Member lists are shown sorted by name as a reader expects (case and accents
+// second), then by exact name and id so the order is total.
+const NAME_ORDER = new Intl.Collator(undefined, { sensitivity: 'base' });
+
+function compareCodeUnits(a, b) {
+  if (a < b) return -1;
+  return a > b ? 1 : 0;
+}
+
+function compareMembers(a, b) {
+  return NAME_ORDER.compare(a.name, b.name) || compareCodeUnits(a.name, b.name) || compareCodeUnits(a.id, b.id);
+}
+
+/** `{id, name}` from a frame, or null when it has no usable id; `name` is null when absent. */
+function wireMember(raw) {
+  if (raw === null || typeof raw !== 'object') return null;
+  if (typeof raw.id !== 'string' || raw.id === '') return null;
+  return { id: raw.id, name: typeof raw.name === 'string' ? raw.name : null };
+}
+
+function wireList(value) {
+  return Array.isArray(value) ? value : [];
+}
+
+/**
+ * Who is in one room, keyed by member id.
+ *
+ * The server's set holds (id, name) pairs, so for a few seconds after a guest
+ * renames and reloads, one id can be there under both names, and the leave of
+ * the old name must not remove the person. Each id therefore keeps the names
+ * it is present under; the newest one is shown.
+ */
+class RoomMembers {
+  // Maps member id to its names, oldest first; never holds an empty list.
+  #names = new Map();
+
+  constructor(list = []) {
+    for (const raw of wireList(list)) {
+      const member = wireMember(raw);
+      if (member) this.#add(member);
+    }
+  }
+
+  /** The member with `id` as shown, or null. */
+  get(id) {
+    const names = this.#names.get(id);
+    return names ? { id, name: names.at(-1) } : null;
+  }
+
+  /** Every member as `{id, name}`, sorted by name then id. */
+  list() {
+    return Array.from(this.#names.keys(), (id) => this.get(id)).sort(compareMembers);
+  }
+
+  /**
+   * Applies a `presence` frame's leaves, then its joins. Returns `{changed,
+   * joins, leaves}`: who is newly listed, who is no longer listed (sorted), and
+   * whether anything shown changed (a new name for a listed id counts).
+   */
+  apply(joins, leaves) {
+    // Maps each id the frame names to how it was shown before.
+    const before = new Map();
+    const remember = (id) => {
+      if (!before.has(id)) before.set(id, this.get(id));
+    };
+    for (const raw of wireList(leaves)) {
+      const member = wireMember(raw);
+      if (!member) continue;
+      remember(member.id);
+      this.#remove(member);
+    }
+    for (const raw of wireList(joins)) {
+      const member = wireMember(raw);
+      if (!member) continue;
+      remember(member.id);
+      this.#add(member);
+    }
+    const joined = [];
+    const left = [];
+    let renamed = false;
+    for (const [id, was] of before) {
+      const now = this.get(id);
+      if (was === null && now !== null) joined.push(now);
+      else if (was !== null && now === null) left.push(was);
+      else if (was !== null && was.name !== now.name) renamed = true;
+    }
+    return {
+      changed: renamed || joined.length > 0 || left.length > 0,
+      joins: joined.sort(compareMembers),
+      leaves: left.sort(compareMembers),
+    };
+  }
+
+  /** A join without a name lists an unknown id under '' and leaves a known one as it is. */
+  #add({ id, name }) {
+    const names = this.#names.get(id) ?? [];
+    if (name === null) {
+      if (names.length === 0) this.#names.set(id, ['']);
+      return;
+    }
+    this.#names.set(id, [...names.filter((known) => known !== name), name]);
+  }
+
+  /** A leave without a name removes the id under every name. */
+  #remove({ id, name }) {
+    const names = this.#names.get(id);
+    if (!names) return;
+    const rest = name === null ? [] : names.filter((known) => known !== name);
+    if (rest.length === 0) this.#names.delete(id);
+    else this.#names.set(id, rest);
+  }
+}
+
+/**
+ * An Error with a stable `code`. Client-side errors use the code as message;
+ * errors from an `error` frame carry the server's message and the `frame`.
+ */
+function rippleError(code, message = code, extra = {}) {
+  const error = new Error(message);
+  error.code = code;
+  return Object.assign(error, extra);
+}
+
+function reportListenerError(error) {
+  if (typeof globalThis.reportError === 'function') globalThis.reportError(error);
+  else console.error(error);
+}
+
+function canSendCloseCode(code) {
+  return code === CLOSE.NORMAL || (code >= 3000 && code <= 4999);
+}
+
+/**
+ * The reconnecting Ripple client.
+ *
+ * Methods:
+ * - `subscribe(room, {since, onMessage})`: join `room`; `since` is the last seq
+ *   the page already shows. `onMessage(frame)` gets each new message once, in
+ *   seq order. Subscribing again to the same room only replaces `onMessage`.
+ * - `unsubscribe(room)`: leave `room`; its unacknowledged sends reject with
+ *   code `unsubscribed`, and its member list is forgotten.
+ * - `members(room)`: who is in `room`, as a new array of `{id, name}` sorted
+ *   by name then id; empty for a room not subscribed. The list comes from the
+ *   last `subscribed` and the `presence` frames since; while disconnected it
+ *   is the last one known.
+ * - `send(room, body, {clientId} = {})` returns `{clientId, acked}`: `acked` is
+ *   a Promise that resolves with the server's `ack` frame, and rejects with an
+ *   Error whose `code` is the server's error code (`error` frame for that
+ *   client_id), or `closed` (`close()`, or a server "do not come back" close),
+ *   `unsubscribed`, `not_subscribed` (room never subscribed) or `queue_full`
+ *   (more than `maxQueue` messages waiting for their ack). Messages sent while
+ *   not connected wait in the queue and go out after the room is re-subscribed;
+ *   unacknowledged ones are sent again with the same client_id.
+ * - `close()`: close for good; clears every timer and listener.
+ * - `retry()`: after `failed` (or a server "do not come back" close), start
+ *   over with the attempt counter reset; while waiting to reconnect, reconnect
+ *   now. Does nothing while connecting or open.
+ *
+ * Getters: `state` (a STATE value), `stateDetail` (the last `statechange`
+ * detail), `rttMs` (last heartbeat round trip, or null), `welcome` (last
+ * `welcome` frame, or null), `queued` (messages waiting for their ack).
+ *
+ * Events (all CustomEvent):
+ * - `statechange`: detail `{state, attempt, maxAttempts, delayMs, transport,
+ *   offline, code, reason}`; `attempt` is the number of the connection attempt
+ *   in flight or scheduled (1 for the first), `delayMs` is set while a
+ *   reconnect timer is pending and null otherwise (`offline: true` when
+ *   waiting for the network), `code`/`reason` come from the close that caused
+ *   the change.
+ * - `open`, `welcome` (frame), `subscribed` (frame), `message` (frame),
+ *   `ack` (frame), `error` (error frame), `pong` (`{rttMs, frame}`),
+ *   `reset` (`{room}`: the server could not resume, history has a hole),
+ *   `presence` (`{room, members, joins, leaves}`: after every `subscribed`,
+ *   with empty `joins` and `leaves`, and whenever a `presence` frame changes
+ *   the list; `members` is `members(room)` after the change, `joins` and
+ *   `leaves` who became listed or unlisted, sorted like it),
+ *   `giveup` (`{attempt, code}`: `maxAttempts` consecutive failures).
+ */
+export class RippleSocket extends EventTarget {
+  #url;
+  #WebSocket;
+  #window;
+  #document;
+  #navigator;
+  #crypto;
+  #random;
+  #options;
+  #timer;
+
+  #state = STATE.CONNECTING;
+  #stateDetail = null;
+  #ws = null;
+  #detachSocket = null;
+  #detachEnvironment = null;
+  #generation = 0;
+  #failures = 0;
+  #offline = false;
+  #closedByPage = false;
+  #refCounter = 0;
+
+  #heartbeatIntervalMs;
+  #heartbeatTimeoutMs;
+  // Handles of the timers tied to the current socket: `heartbeat` (interval),
+  // `pong` (deadline after a ping), `stable` (resets the attempt counter),
+  // `connect` (deadline for the handshake). The reconnect timeout lives in #timer.
+  #timers = { heartbeat: null, pong: null, stable: null, connect: null };
+  #rttMs = null;
+  #welcome = null;
+
+  // Maps room slug to {since, lastSeq, onMessage, status, ref, members}.
+  #rooms = new Map();
+  // Maps client_id to {frame, resolve, reject, sentGeneration}, in send order;
+  // holds every message not yet acknowledged, sent or not.
+  #outbox = new Map();
+
+  constructor(url, options = {}) {
+    super();
+    const picked = { ...DEFAULTS };
+    for (const key of Object.keys(DEFAULTS)) {
+      if (options[key] !== undefined && options[key] !== null) picked[key] = options[key];
+    }
+    if (!CLIENT_ID_PREFIX_PATTERN.test(picked.clientIdPrefix)) {
+      throw new TypeError('clientIdPrefix must be at most 28 of A-Z a-z 0-9 _ - . :');
+    }
+    this.#options = picked;
+    this.#url = url;
+    this.#WebSocket = options.WebSocket ?? globalThis.WebSocket;
+    if (typeof this.#WebSocket !== 'function') {
+      throw new TypeError('RippleSocket needs a WebSocket constructor');
+    }
+    this.#window = options.window !== undefined ? options.window : (globalThis.window ?? null);
+    this.#document = options.document !== undefined ? options.document : (globalThis.document ?? null);
+    this.#navigator = options.navigator !== undefined ? options.navigator : (globalThis.navigator ?? null);
+    this.#crypto = options.crypto !== undefined ? options.crypto : (globalThis.crypto ?? null);
+    this.#random = options.random ?? Math.random;
+    this.#heartbeatIntervalMs = picked.heartbeatIntervalMs;
+    this.#heartbeatTimeoutMs = picked.heartbeatTimeoutMs;
+    this.#timer = new Timer(() => this.#connect(), {
+      baseMs: picked.backoffBaseMs,
+      maxMs: picked.backoffMaxMs,
+      floorMs: picked.backoffFloorMs,
+      random: this.#random,
+    });
+    this.#start();
+  }
+
+  get state() {
+    return this.#state;
+  }
+
+  /** The detail of the last `statechange`, for a page that starts listening late. */
+  get stateDetail() {
+    return { ...this.#stateDetail };
+  }
+
+  get rttMs() {
+    return this.#rttMs;
+  }
+
+  get welcome() {
+    return this.#welcome;
+  }
+
+  get queued() {
+    return this.#outbox.size;
+  }
+
+  subscribe(room, { since = null, onMessage = null } = {}) {
+    if (typeof room !== 'string' || room === '') throw new TypeError('room must be a non-empty string');
+    if (since !== null && !(Number.isInteger(since) && since >= 0)) {
+      throw new TypeError('since must be an integer >= 0');
+    }
+    if (this.#closedByPage) throw rippleError('closed');
+    const existing = this.#rooms.get(room);
+    if (existing) {
+      if (onMessage) existing.onMessage = onMessage;
+      return;
+    }
+    const entry = { since, lastSeq: since, onMessage, status: ROOM_PENDING, ref: null, members: new RoomMembers() };
+    this.#rooms.set(room, entry);
+    if (this.#state === STATE.OPEN) this.#sendSubscribe(room, entry);
+  }
+
+  members(room) {
+    return this.#rooms.get(room)?.members.list() ?? [];
+  }
+
+  unsubscribe(room) {
+    if (!this.#rooms.delete(room)) return;
+    if (this.#state === STATE.OPEN) this.#sendFrame({ type: FRAME.UNSUBSCRIBE, room });
+    this.#rejectOutbox(rippleError('unsubscribed'), room);
+  }
+
+  send(room, body, { clientId = null } = {}) {
+    if (typeof body !== 'string') throw new TypeError('body must be a string');
+    if (clientId !== null && !CLIENT_ID_PATTERN.test(clientId)) {
+      throw new TypeError('clientId must be 1-64 of A-Z a-z 0-9 _ - . :');
+    }
+    const id = clientId ?? this.#newClientId();
+    let resolve;
+    let reject;
+    const acked = new Promise((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    // A page that ignores `acked` must not get an unhandled rejection on close().
+    acked.catch(() => {});
+    const result = { clientId: id, acked };
+
+    if (this.#closedByPage || this.#state === STATE.CLOSED) {
+      reject(rippleError('closed'));
+    } else if (!this.#rooms.has(room)) {
+      reject(rippleError('not_subscribed'));
+    } else if (this.#outbox.has(id)) {
+      reject(rippleError('duplicate_client_id'));
+    } else if (this.#outbox.size >= this.#options.maxQueue) {
+      reject(rippleError('queue_full'));
+    } else {
+      const entry = {
+        frame: { type: FRAME.MESSAGE, room, body, client_id: id },
+        resolve,
+        reject,
+        sentGeneration: 0,
+      };
+      this.#outbox.set(id, entry);
+      if (this.#state === STATE.OPEN && this.#rooms.get(room).status === ROOM_ACTIVE) {
+        this.#sendEntry(entry);
+      }
+    }
+    return result;
+  }
+
+  close() {
+    if (this.#closedByPage) return;
+    this.#closedByPage = true;
+    this.#teardown(CLOSE.NORMAL, 'page closed');
+    this.#rooms.clear();
+    this.#rejectOutbox(rippleError('closed'));
+    this.#setState(STATE.CLOSED, { code: CLOSE.NORMAL, reason: 'page closed' });
+  }
+
+  retry() {
+    if (this.#closedByPage) return;
+    if (this.#state === STATE.FAILED || this.#state === STATE.CLOSED) {
+      this.#failures = 0;
+      this.#start();
+    } else if (this.#state === STATE.RECONNECTING) {
+      this.#connect();
+    }
+  }
+
+  // --- connection lifecycle -------------------------------------------------
+
+  #start() {
+    this.#attachEnvironment();
+    this.#offline = this.#navigator?.onLine === false;
+    if (this.#offline) this.#setState(STATE.RECONNECTING, { offline: true });
+    else this.#connect();
+  }
+
+  /** The only place a socket is created; a no-op while one exists (the reconnect lock). */
+  #connect() {
+    if (this.#ws !== null || this.#closedByPage) return;
+    this.#timer.cancel();
+    let ws;
+    try {
+      ws = new this.#WebSocket(this.#url);
+    } catch (error) {
+      this.#setState(STATE.CONNECTING);
+      this.#afterDrop(CLOSE.ABNORMAL, String(error?.message ?? error));
+      return;
+    }
+    this.#ws = ws;
+    this.#generation += 1;
+    const handlers = {
+      open: () => ws === this.#ws && this.#onOpen(),
+      message: (event) => ws === this.#ws && this.#onFrame(event.data),
+      error: () => ws === this.#ws && this.#drop(CLOSE.ABNORMAL, 'error'),
+      close: (event) => ws === this.#ws && this.#drop(event.code ?? CLOSE.ABNORMAL, event.reason ?? ''),
+    };
+    for (const [type, handler] of Object.entries(handlers)) ws.addEventListener(type, handler);
+    this.#detachSocket = () => {
+      for (const [type, handler] of Object.entries(handlers)) ws.removeEventListener(type, handler);
+    };
+    this.#armTimeout('connect', this.#options.connectTimeoutMs, () => {
+      this.#drop(CLOSE.CLIENT_CONNECT_TIMEOUT, 'connect timeout');
+    });
+    this.#setState(STATE.CONNECTING);
+  }
+
+  #onOpen() {
+    const ws = this.#ws;
+    this.#clearTimer('connect');
+    // Only a socket that stays up this long proves the server is back; one
+    // that is accepted and then dropped keeps counting as a failure.
+    this.#armTimeout('stable', this.#options.stableAfterMs, () => {
+      this.#failures = 0;
+    });
+    this.#startHeartbeat();
+    for (const [room, entry] of this.#rooms) this.#sendSubscribe(room, entry);
+    this.#setState(STATE.OPEN);
+    if (ws === this.#ws) this.dispatchEvent(new CustomEvent('open'));
+  }
+
+  /** Abandons the current socket (whatever its state) and decides what comes next. */
+  #drop(code, reason) {
+    if (this.#ws === null) return;
+    this.#releaseSocket(code, reason);
+    this.#afterDrop(code, reason);
+  }
+
+  #afterDrop(code, reason) {
+    if (isNoRetryClose(code)) {
+      this.#teardown(code, reason);
+      this.#rejectOutbox(rippleError('closed', 'closed', { closeCode: code }));
+      this.#setState(STATE.CLOSED, { code, reason });
+      return;
+    }
+    if (isQuickReconnectClose(code)) {
+      this.#scheduleReconnect(this.#random() * this.#options.quickReconnectMs, code, reason);
+      return;
+    }
+    this.#failures += 1;
+    if (this.#failures >= this.#options.maxAttempts) {
+      this.#teardown(code, reason);
+      this.#setState(STATE.FAILED, { code, reason });
+      this.dispatchEvent(new CustomEvent('giveup', { detail: { attempt: this.#failures, code, reason } }));
+      return;
+    }
+    this.#scheduleReconnect(this.#timer.delayFor(this.#failures - 1), code, reason);
+  }
+
+  #scheduleReconnect(delayMs, code, reason) {
+    // An `offline` event may have fired before this page listened.
+    if (this.#navigator?.onLine === false) this.#offline = true;
+    if (this.#offline) {
+      this.#timer.cancel();
+      this.#setState(STATE.RECONNECTING, { offline: true, code, reason });
+      return;
+    }
+    this.#timer.schedule(delayMs);
+    this.#setState(STATE.RECONNECTING, { delayMs, code, reason });
+  }
+
+  /** Forgets the current socket: listeners off, its timers cleared, closed if still up. */
+  #releaseSocket(code, reason) {
+    const ws = this.#ws;
+    if (ws === null) return;
+    this.#ws = null;
+    this.#detachSocket();
+    this.#detachSocket = null;
+    for (const key of Object.keys(this.#timers)) this.#clearTimer(key);
+    for (const entry of this.#rooms.values()) {
+      entry.status = ROOM_PENDING;
+      entry.ref = null;
+    }
+    if (ws.readyState === WS_CONNECTING || ws.readyState === WS_OPEN) {
+      try {
+        if (canSendCloseCode(code)) ws.close(code, reason);
+        else ws.close();
+      } catch {
+        // The socket is gone either way.
+      }
+    }
+  }
+
+  /** Clears every timer and removes every listener this object added. */
+  #teardown(code, reason) {
+    this.#releaseSocket(code, reason);
+    this.#timer.cancel();
+    for (const key of Object.keys(this.#timers)) this.#clearTimer(key);
+    if (this.#detachEnvironment) {
+      this.#detachEnvironment();
+      this.#detachEnvironment = null;
+    }
+  }
+
+  #attachEnvironment() {
+    if (this.#detachEnvironment) return;
+    const added = [];
+    const listen = (target, type, handler) => {
+      if (!target || typeof target.addEventListener !== 'function') return;
+      target.addEventListener(type, handler);
+      added.push([target, type, handler]);
+    };
+    listen(this.#window, 'online', () => this.#onOnline());
+    listen(this.#window, 'offline', () => this.#onOffline());
+    listen(this.#document, 'visibilitychange', () => this.#onVisibilityChange());
+    this.#detachEnvironment = () => {
+      for (const [target, type, handler] of added) target.removeEventListener(type, handler);
+    };
+  }
+
+  #onOnline() {
+    this.#offline = false;
+    if (this.#state === STATE.RECONNECTING) this.#connect();
+    else if (this.#state === STATE.OPEN) this.#ping();
+  }
+
+  #onOffline() {
+    this.#offline = true;
+    if (this.#state === STATE.RECONNECTING) {
+      this.#timer.cancel();
+      this.#setState(STATE.RECONNECTING, { offline: true });
+    } else if (this.#state === STATE.OPEN) {
+      // The socket may survive a short outage; the pong deadline decides.
+      this.#ping();
+    }
+  }
+
+  #onVisibilityChange() {
+    if (this.#document?.visibilityState === 'visible' && this.#state === STATE.OPEN) this.#ping();
+  }
+
+  // --- heartbeat ------------------------------------------------------------
+
+  #startHeartbeat() {
+    this.#clearTimer('heartbeat');
+    this.#timers.heartbeat = globalThis.setInterval(() => this.#ping(), this.#heartbeatIntervalMs);
+  }
+
+  #ping() {
+    if (!this.#sendFrame({ type: FRAME.PING, t: Date.now() })) return;
+    if (this.#timers.pong !== null) return;
+    this.#armTimeout('pong', this.#heartbeatTimeoutMs, () => {
+      this.#drop(CLOSE.CLIENT_HEARTBEAT_TIMEOUT, 'heartbeat timeout');
+    });
+  }
+
+  #armTimeout(key, delayMs, callback) {
+    this.#clearTimer(key);
+    this.#timers[key] = globalThis.setTimeout(() => {
+      this.#timers[key] = null;
+      callback();
+    }, delayMs);
+  }
+
+  #clearTimer(key) {
+    const handle = this.#timers[key];
+    if (handle === null) return;
+    this.#timers[key] = null;
+    if (key === 'heartbeat') globalThis.clearInterval(handle);
+    else globalThis.clearTimeout(handle);
+  }
+
+  // --- frames ---------------------------------------------------------------
+
+  #sendFrame(frame) {
+    const ws = this.#ws;
+    if (ws === null || ws.readyState !== WS_OPEN) return false;
+    try {
+      ws.send(JSON.stringify(frame));
+    } catch {
+      return false;
+    }
+    return true;
+  }
+
+  #sendSubscribe(room, entry) {
+    entry.status = ROOM_PENDING;
+    entry.ref = `s${++this.#refCounter}`;
+    const frame = { type: FRAME.SUBSCRIBE, room, ref: entry.ref };
+    if (entry.lastSeq !== null) frame.since = entry.lastSeq;
+    this.#sendFrame(frame);
+  }
+
+  #sendEntry(entry) {
+    if (this.#sendFrame(entry.frame)) entry.sentGeneration = this.#generation;
+  }
+
+  /** Sends the room's waiting messages: queued ones, and sent ones not acknowledged on an earlier socket. */
+  #flushRoom(room) {
+    for (const entry of this.#outbox.values()) {
+      if (entry.frame.room === room && entry.sentGeneration !== this.#generation) this.#sendEntry(entry);
+    }
+  }
+
+  #rejectOutbox(error, room = null) {
+    for (const [clientId, entry] of this.#outbox) {
+      if (room !== null && entry.frame.room !== room) continue;
+      this.#outbox.delete(clientId);
+      entry.reject(error);
+    }
+  }
+
+  #onFrame(data) {
+    // Any frame at all proves the socket is alive.
+    this.#clearTimer('pong');
+    if (typeof data !== 'string') return;
+    let frame;
+    try {
+      frame = JSON.parse(data);
+    } catch {
+      return;
+    }
+    if (frame === null || typeof frame !== 'object' || typeof frame.type !== 'string') return;
+    switch (frame.type) {
+      case FRAME.WELCOME:
+        return this.#onWelcome(frame);
+      case FRAME.PING:
+        this.#sendFrame({ type: FRAME.PONG, t: frame.t ?? null });
+        return;
+      case FRAME.PONG:
+        return this.#onPong(frame);
+      case FRAME.SUBSCRIBED:
+        return this.#onSubscribed(frame);
+      case FRAME.MESSAGE:
+        return this.#onMessage(frame);
+      case FRAME.ACK:
+        return this.#onAck(frame);
+      case FRAME.ERROR:
+        return this.#onError(frame);
+      case FRAME.PRESENCE:
+        return this.#onPresence(frame);
+      default:
+        // `unsubscribed` and unknown types need no action.
+        return;
+    }
+  }
+
+  #onWelcome(frame) {
+    this.#welcome = frame;
+    if (Number.isFinite(frame.heartbeat_interval_ms) && frame.heartbeat_interval_ms > 0) {
+      this.#heartbeatIntervalMs = frame.heartbeat_interval_ms;
+    }
+    if (Number.isFinite(frame.heartbeat_timeout_ms) && frame.heartbeat_timeout_ms > 0) {
+      this.#heartbeatTimeoutMs = frame.heartbeat_timeout_ms;
+    }
+    this.#startHeartbeat();
+    this.dispatchEvent(new CustomEvent('welcome', { detail: frame }));
+  }
+
+  #onPong(frame) {
+    if (typeof frame.t === 'number') this.#rttMs = Math.max(0, Date.now() - frame.t);
+    this.dispatchEvent(new CustomEvent('pong', { detail: { rttMs: this.#rttMs, frame } }));
+  }
+
+  #onSubscribed(frame) {
+    const room = frame.room;
+    const entry = this.#rooms.get(room);
+    if (!entry || entry.status !== ROOM_PENDING) return;
+    // A stale reply (to a subscribe made before an unsubscribe) carries an older ref.
+    if (frame.ref !== undefined && frame.ref !== null && frame.ref !== entry.ref) return;
+    entry.status = ROOM_ACTIVE;
+    // A fresh list on every (re)subscribe: changes missed meanwhile are in it.
+    entry.members = new RoomMembers(frame.members);
+    if (frame.complete === false) {
+      entry.lastSeq = null;
+      this.dispatchEvent(new CustomEvent('reset', { detail: { room } }));
+    }
+    for (const message of Array.isArray(frame.messages) ? frame.messages : []) {
+      if (this.#rooms.get(room) !== entry || entry.status !== ROOM_ACTIVE) return;
+      if (!Number.isInteger(message?.seq)) continue;
+      if (entry.lastSeq !== null && message.seq <= entry.lastSeq) continue;
+      entry.lastSeq = message.seq;
+      this.#deliver(entry, message);
+    }
+    if (this.#rooms.get(room) !== entry) return;
+    if (Number.isInteger(frame.last_seq) && (entry.lastSeq === null || frame.last_seq > entry.lastSeq)) {
+      entry.lastSeq = frame.last_seq;
+    }
+    this.dispatchEvent(new CustomEvent('subscribed', { detail: frame }));
+    if (this.#rooms.get(room) === entry && entry.status === ROOM_ACTIVE) this.#dispatchPresence(room, entry, [], []);
+    if (this.#rooms.get(room) === entry && entry.status === ROOM_ACTIVE) this.#flushRoom(room);
+  }
+
+  #onPresence(frame) {
+    const entry = this.#rooms.get(frame.room);
+    // Before `subscribed` the changes are already in the list it brings.
+    if (!entry || entry.status !== ROOM_ACTIVE) return;
+    const change = entry.members.apply(frame.joins, frame.leaves);
+    if (change.changed) this.#dispatchPresence(frame.room, entry, change.joins, change.leaves);
+  }
+
+  #dispatchPresence(room, entry, joins, leaves) {
+    const detail = { room, members: entry.members.list(), joins, leaves };
+    this.dispatchEvent(new CustomEvent('presence', { detail }));
+  }
+
+  #onMessage(frame) {
+    const entry = this.#rooms.get(frame.room);
+    if (!entry || entry.status !== ROOM_ACTIVE || !Number.isInteger(frame.seq)) return;
+    if (entry.lastSeq !== null) {
+      if (frame.seq <= entry.lastSeq) return;
+      if (frame.seq > entry.lastSeq + 1) {
+        this.#resubscribe(frame.room, entry);
+        return;
+      }
+    }
+    entry.lastSeq = frame.seq;
+    this.#deliver(entry, frame);
+  }
+
+  /** A gap in seq: subscribe again from the last seq seen; the reply fills the gap. */
+  #resubscribe(room, entry) {
+    this.#sendFrame({ type: FRAME.UNSUBSCRIBE, room });
+    this.#sendSubscribe(room, entry);
+  }
+
+  #deliver(entry, frame) {
+    if (typeof entry.onMessage === 'function') {
+      try {
+        entry.onMessage(frame);
+      } catch (error) {
+        reportListenerError(error);
+      }
+    }
+    this.dispatchEvent(new CustomEvent('message', { detail: frame }));
+  }
+
+  #onAck(frame) {
+    const entry = this.#outbox.get(frame.client_id);
+    if (entry) {
+      this.#outbox.delete(frame.client_id);
+      entry.resolve(frame);
+    }
+    this.dispatchEvent(new CustomEvent('ack', { detail: frame }));
+  }
+
+  #onError(frame) {
+    const entry = typeof frame.client_id === 'string' ? this.#outbox.get(frame.client_id) : undefined;
+    if (entry) {
+      this.#outbox.delete(frame.client_id);
+      entry.reject(rippleError(frame.code ?? 'error', frame.message ?? frame.code ?? 'error', { frame }));
+    } else if (frame.ref !== undefined && frame.ref !== null) {
+      for (const [room, roomEntry] of this.#rooms) {
+        if (roomEntry.ref === frame.ref && roomEntry.status === ROOM_PENDING) {
+          this.#onSubscribeError(room, roomEntry, frame);
+          break;
+        }
+      }
+    }
+    this.dispatchEvent(new CustomEvent('error', { detail: frame }));
+  }
+
+  #onSubscribeError(room, entry, frame) {
+    if (frame.code === 'already_subscribed') {
+      // The server still holds the old subscription: leave it and join again.
+      this.#resubscribe(room, entry);
+    } else if (frame.code === 'server_error') {
+      // Transient (e.g. database down): reconnecting with backoff retries every room.
+      this.#drop(CLOSE.CLIENT_SUBSCRIBE_FAILED, 'subscribe failed');
+    } else {
+      this.#rooms.delete(room);
+      this.#rejectOutbox(rippleError(frame.code ?? 'error', frame.message ?? 'subscribe failed', { frame }), room);
+    }
+  }
+
+  // --- helpers ----------------------------------------------------------------
+
+  #newClientId() {
+    let id = null;
+    try {
+      id = this.#crypto?.randomUUID?.() ?? null;
+    } catch {
+      id = null;
+    }
+    if (id === null) {
+      id = '';
+      for (let i = 0; i < 32; i += 1) {
+        id += ID_ALPHABET[Math.floor(this.#random() * ID_ALPHABET.length) % ID_ALPHABET.length];
+      }
+    }
+    return this.#options.clientIdPrefix + id;
+  }
+
+  #setState(state, extra = {}) {
+    this.#state = state;
+    const detail = {
+      state,
+      attempt: state === STATE.FAILED ? this.#failures : this.#failures + 1,
+      maxAttempts: this.#options.maxAttempts,
+      delayMs: null,
+      transport: 'websocket',
+      offline: false,
+      code: null,
+      reason: null,
+      ...extra,
+    };
+    this.#stateDetail = detail;
+    this.dispatchEvent(new CustomEvent('statechange', { detail: { ...detail } }));
+  }
+}

@@ -1,0 +1,69 @@
+"""The benchmark tool runs end to end on a tiny load: real daphne workers, real Redis, JSON out."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.support.processes import ROOT
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+RESULT_KEYS = {
+    "target",
+    "layer",
+    "sockets",
+    "messages_sent",
+    "deliveries",
+    "deliveries_per_s",
+    "latency_ms",
+    "lost",
+    "duplicated",
+    "server_cpu_s",
+    "redis_cpu_s",
+    "cpu_us_per_delivery",
+    "server_logs",
+}
+
+
+def test_fanout_scenario_measures_both_targets_without_losing_ripple_messages(
+    tmp_path, redis_url, live_database_url
+):
+    out = tmp_path / "fanout.json"
+    command = [
+        sys.executable,
+        "-m",
+        "bench",
+        "fanout",
+        "--rooms=2",
+        "--subs=3",
+        "--workers=2",
+        "--duration=2",
+        "--warmup=0.5",
+        "--target=both",
+        "--layer=pubsub",
+        "--no-pin",
+        f"--redis-url={redis_url}",
+        f"--database-url={live_database_url}",
+        f"--json={out}",
+    ]
+    completed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=100, check=False)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+
+    report = json.loads(out.read_text())
+    assert report.keys() >= {"command_line", "machine", "versions", "options", "results", "ratios", "notes"}
+    assert report["machine"].keys() >= {"nproc", "cpu_model", "python"}
+    assert report["versions"]["channels"]
+    pairs = [(r["target"], r["layer"]) for r in report["results"]]
+    assert pairs == [("ripple", "pubsub"), ("baseline", "pubsub")]
+    for result in report["results"]:
+        assert result.keys() >= RESULT_KEYS, result
+        assert result["sockets"]["open"] == 2 * (3 + 1)
+        assert result["deliveries"] > 0
+        assert result["server_cpu_s"] > 0
+        assert result["latency_ms"].keys() >= {"p50", "p90", "p99", "max"}
+    ripple = report["results"][0]
+    assert ripple["lost"] == 0
+    assert ripple["duplicated"] == 0
+    assert "pubsub" in report["ratios"]

@@ -1,0 +1,93 @@
+"""Moderation done by one process reaches sockets on another within a second."""
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import websockets
+
+from chat.models import Message
+from tests.support.processes import ROOT
+from tests.support.sessions import logged_in_session
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ORIGIN = "http://127.0.0.1"
+
+
+async def recv_until(ws, frame_type: str, timeout: float = 1.0) -> dict:
+    async with asyncio.timeout(timeout):
+        while True:
+            frame = json.loads(await ws.recv())
+            if frame["type"] == frame_type:
+                return frame
+
+
+def moderate(action: str, arg: str, env: dict[str, str]) -> None:
+    """Run one moderation service in a separate process; return when it finished."""
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.support.moderate", action, arg],
+        cwd=ROOT,
+        env={**os.environ, **env, "DJANGO_SETTINGS_MODULE": "project.settings"},
+        capture_output=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr.decode()
+
+
+@pytest.fixture
+def worker_env(live_database_url, redis_url):
+    return {
+        "DATABASE_URL": live_database_url,
+        "REDIS_URL": redis_url,
+        "DJANGO_SECRET_KEY": "ripple-tests-only-not-secret",
+        "DJANGO_LOG_LEVEL": "WARNING",
+    }
+
+
+async def subscribed_socket(url: str, room: str, headers=None):
+    ws = await websockets.connect(url, origin=ORIGIN, additional_headers=headers)
+    await recv_until(ws, "welcome", 5)
+    await ws.send(json.dumps({"type": "subscribe", "room": room}))
+    await recv_until(ws, "subscribed", 5)
+    return ws
+
+
+async def test_each_moderation_action_reaches_another_process_within_a_second(daphne, worker_env):
+    server = daphne(REDIS_URL=worker_env["REDIS_URL"])
+    url = f"{server.ws_url}/ws/chat/"
+    watcher = await subscribed_socket(url, "moderated")
+    try:
+        await watcher.send(
+            json.dumps({"type": "message", "room": "moderated", "body": "oops", "client_id": "w1"})
+        )
+        await recv_until(watcher, "ack")
+        pk = await asyncio.to_thread(lambda: Message.objects.get(client_id="w1").pk)
+
+        await asyncio.to_thread(moderate, "delete", str(pk), worker_env)
+        assert (await recv_until(watcher, "deleted"))["seqs"] == [1]
+
+        await asyncio.to_thread(moderate, "announce", "moderated", worker_env)
+        announcement = await recv_until(watcher, "message")
+        assert (announcement["system"], announcement["seq"]) == (True, 2)
+
+        await asyncio.to_thread(moderate, "close", "moderated", worker_env)
+        closed = await recv_until(watcher, "room_closed")
+        assert closed["reason"] == "closed for the night"
+    finally:
+        await watcher.close()
+
+
+async def test_disconnecting_a_user_reaches_their_socket_on_another_process(daphne, worker_env):
+    user_id, key = await asyncio.to_thread(logged_in_session, "spammer")
+    server = daphne(REDIS_URL=worker_env["REDIS_URL"])
+    ws = await subscribed_socket(f"{server.ws_url}/ws/chat/", "lobby", headers={"Cookie": f"sessionid={key}"})
+    await asyncio.to_thread(moderate, "disconnect", str(user_id), worker_env)
+    with pytest.raises(websockets.ConnectionClosed) as closed:
+        async with asyncio.timeout(1.0):
+            while True:
+                await ws.recv()
+    assert closed.value.rcvd.code == 4403

@@ -1,0 +1,926 @@
+import assert from 'node:assert/strict';
+import { describe, mock, test } from 'node:test';
+
+import { CLOSE, FRAME, RippleSocket, STATE, Timer } from '../../static/js/ripple-socket.js';
+import { FakeWebSocket, fakeEnvironment, useMockTimers } from './fake-websocket.mjs';
+
+const URL = 'ws://ripple.test/ws/chat/';
+const EVENTS = ['statechange', 'open', 'message', 'ack', 'error', 'subscribed', 'giveup', 'welcome', 'reset', 'pong', 'presence'];
+const CLIENT_ID = /^[A-Za-z0-9_.:-]{1,64}$/;
+
+const liveTimers = useMockTimers();
+
+function tick(ms) {
+  mock.timers.tick(ms);
+}
+
+/** A RippleSocket on a fresh fake WebSocket class and fake window/document. */
+function setup(options = {}) {
+  const { env: envOptions, ...socketOptions } = options;
+  const WS = FakeWebSocket.fresh();
+  const env = fakeEnvironment(envOptions);
+  const events = [];
+  const socket = new RippleSocket(URL, {
+    WebSocket: WS,
+    window: env.window,
+    document: env.document,
+    navigator: env.navigator,
+    random: () => 0.5,
+    connectTimeoutMs: 10 ** 9,
+    ...socketOptions,
+  });
+  for (const type of EVENTS) {
+    socket.addEventListener(type, (event) => events.push({ type, detail: event.detail }));
+  }
+  return {
+    WS,
+    env,
+    socket,
+    events,
+    get ws() {
+      return WS.instances.at(-1);
+    },
+    of(type) {
+      return events.filter((event) => event.type === type).map((event) => event.detail);
+    },
+    lastState() {
+      return this.of('statechange').at(-1);
+    },
+  };
+}
+
+function welcome(ws, { interval = 20000, timeout = 10000 } = {}) {
+  ws.serverSend({
+    type: FRAME.WELCOME,
+    protocol: 1,
+    connection_id: 'c1',
+    user: { name: 'alice', authenticated: true },
+    heartbeat_interval_ms: interval,
+    heartbeat_timeout_ms: timeout,
+    server_time: Date.now(),
+    limits: { max_body_chars: 4000, max_frame_chars: 16384, max_subscriptions: 20, history_size: 50, resume_limit: 500 },
+  });
+}
+
+function message(room, seq, extra = {}) {
+  return {
+    type: FRAME.MESSAGE,
+    room,
+    seq,
+    author: 'bob',
+    body: `m${seq}`,
+    sent_at: '2026-11-22T04:13:53.123Z',
+    client_id: `bob-${seq}`,
+    ...extra,
+  };
+}
+
+/** Answers the last subscribe for `room` on `ws` with `messages`. */
+function subscribed(ws, room, messages = [], extra = {}) {
+  const request = ws.framesOfType(FRAME.SUBSCRIBE).filter((frame) => frame.room === room).at(-1);
+  assert.ok(request, `no subscribe for ${room}`);
+  const lastSeq = messages.length ? messages.at(-1).seq : (request.since ?? 0);
+  ws.serverSend({
+    type: FRAME.SUBSCRIBED,
+    room,
+    messages,
+    last_seq: lastSeq,
+    complete: true,
+    ref: request.ref,
+    ...extra,
+  });
+}
+
+/** Fails the current connection attempt and lets the reconnect timer fire. */
+function failAndWait(ctx, code = 1006) {
+  if (code === 1006) ctx.ws.serverError();
+  else ctx.ws.serverClose(code);
+  const { delayMs } = ctx.lastState();
+  if (delayMs !== null) tick(Math.ceil(delayMs) + 1);
+}
+
+describe('Timer', () => {
+  test('backoff delay stays within [0, cap] for every attempt and random value', () => {
+    for (const r of [0, 0.001, 0.25, 0.5, 0.75, 0.999999]) {
+      const timer = new Timer(() => {}, { baseMs: 500, maxMs: 30000, random: () => r });
+      for (let tries = 0; tries < 40; tries += 1) {
+        const cap = Math.min(30000, 500 * 2 ** tries);
+        const delay = timer.delayFor(tries);
+        assert.ok(delay >= 0 && delay <= cap, `tries=${tries} r=${r}: ${delay} not in [0, ${cap}]`);
+        assert.ok(delay <= 30000);
+      }
+    }
+  });
+
+  test('backoff is jittered: different random values give different delays', () => {
+    const values = [0.1, 0.4, 0.9];
+    const delays = values.map((r) => new Timer(() => {}, { random: () => r }).delayFor(3));
+    assert.deepEqual(delays, [400, 1600, 3600]);
+    assert.equal(new Set(delays).size, values.length);
+  });
+
+  test('cap doubles per attempt and saturates at maxMs', () => {
+    const timer = new Timer(() => {}, { baseMs: 500, maxMs: 30000 });
+    assert.deepEqual([0, 1, 2, 5, 6, 30].map((t) => timer.capFor(t)), [500, 1000, 2000, 16000, 30000, 30000]);
+  });
+
+  test('floor raises tiny delays but never above the cap', () => {
+    const timer = new Timer(() => {}, { baseMs: 100, maxMs: 1000, floorMs: 250, random: () => 0 });
+    assert.equal(timer.delayFor(0), 100);
+    assert.equal(timer.delayFor(3), 250);
+  });
+
+  test('schedule replaces the pending timeout so only one ever fires', () => {
+    let fired = 0;
+    const timer = new Timer(() => {
+      fired += 1;
+    });
+    timer.schedule(100);
+    timer.schedule(300);
+    assert.equal(timer.pending, true);
+    tick(1000);
+    assert.equal(fired, 1);
+    assert.equal(timer.pending, false);
+    assert.equal(liveTimers().pending, 0);
+  });
+});
+
+describe('exported maps', () => {
+  test('STATE, FRAME and CLOSE are frozen and name the protocol', () => {
+    assert.ok(Object.isFrozen(STATE) && Object.isFrozen(FRAME) && Object.isFrozen(CLOSE));
+    assert.deepEqual(Object.values(STATE).sort(), ['closed', 'connecting', 'failed', 'open', 'reconnecting']);
+    assert.deepEqual(
+      Object.values(FRAME).sort(),
+      ['ack', 'error', 'message', 'ping', 'pong', 'presence', 'subscribe', 'subscribed', 'unsubscribe', 'unsubscribed', 'welcome'],
+    );
+    assert.equal(CLOSE.HEARTBEAT_TIMEOUT, 4408);
+  });
+});
+
+describe('RippleSocket reconnect', () => {
+  test('starts connecting at once to the given URL', () => {
+    const ctx = setup();
+    assert.equal(ctx.WS.instances.length, 1);
+    assert.equal(ctx.ws.url, URL);
+    assert.equal(ctx.socket.state, STATE.CONNECTING);
+    ctx.ws.serverOpen();
+    assert.equal(ctx.socket.state, STATE.OPEN);
+    assert.equal(ctx.of('open').length, 1);
+    assert.deepEqual(ctx.lastState(), {
+      state: 'open', attempt: 1, maxAttempts: 20, delayMs: null, transport: 'websocket', offline: false, code: null, reason: null,
+    });
+    ctx.socket.close();
+  });
+
+  test('reconnect delays are jittered and stay within the doubling cap', () => {
+    const randoms = [0.9, 0.1, 0.6, 0.3, 0.99, 0.5];
+    let i = 0;
+    const ctx = setup({ random: () => randoms[i++ % randoms.length], backoffBaseMs: 500, backoffMaxMs: 4000 });
+    const delays = [];
+    for (let n = 0; n < randoms.length; n += 1) {
+      failAndWait(ctx);
+      delays.push(ctx.of('statechange').filter((d) => d.state === STATE.RECONNECTING).at(-1).delayMs);
+    }
+    const caps = [500, 1000, 2000, 4000, 4000, 4000];
+    assert.deepEqual(delays, randoms.map((r, n) => r * caps[n]));
+    delays.forEach((delay, n) => assert.ok(delay >= 0 && delay <= caps[n]));
+    assert.equal(ctx.WS.instances.length, randoms.length + 1);
+    ctx.socket.close();
+  });
+
+  test('error and close of the same socket schedule exactly one reconnect', () => {
+    const ctx = setup();
+    ctx.ws.serverError(); // error, then close 1006
+    assert.equal(ctx.socket.state, STATE.RECONNECTING);
+    assert.equal(ctx.of('statechange').filter((d) => d.state === STATE.RECONNECTING).length, 1);
+    assert.equal(liveTimers().pending, 1, 'only the reconnect timer');
+    tick(250);
+    assert.equal(ctx.WS.instances.length, 2);
+    tick(60000);
+    assert.equal(ctx.WS.instances.length, 2);
+    ctx.socket.close();
+  });
+
+  test('online during the reconnect wait connects at once and cancels the timer', () => {
+    const ctx = setup();
+    ctx.ws.serverError();
+    assert.equal(ctx.lastState().delayMs, 250);
+    ctx.env.goOnline();
+    ctx.env.goOnline();
+    assert.equal(ctx.WS.instances.length, 2);
+    assert.equal(ctx.socket.state, STATE.CONNECTING);
+    tick(60000);
+    assert.equal(ctx.WS.instances.length, 2, 'the cancelled timer must not fire');
+    ctx.socket.close();
+  });
+
+  test('retry, online and visibility while connecting never start a second attempt', () => {
+    const ctx = setup();
+    ctx.socket.retry();
+    ctx.env.goOnline();
+    ctx.env.setVisibility('visible');
+    ctx.socket.retry();
+    assert.equal(ctx.WS.instances.length, 1);
+    ctx.ws.serverError();
+    ctx.socket.retry(); // while waiting: reconnect now
+    ctx.socket.retry();
+    ctx.env.goOnline();
+    assert.equal(ctx.WS.instances.length, 2);
+    tick(60000);
+    assert.equal(ctx.WS.instances.length, 2);
+    ctx.socket.close();
+  });
+
+  test('maxAttempts consecutive failures end in failed and giveup, with no timer left', () => {
+    const ctx = setup({ maxAttempts: 3 });
+    failAndWait(ctx);
+    failAndWait(ctx);
+    assert.equal(ctx.lastState().attempt, 3);
+    ctx.ws.serverError();
+    assert.equal(ctx.socket.state, STATE.FAILED);
+    assert.equal(ctx.of('giveup').length, 1);
+    assert.equal(ctx.of('giveup')[0].attempt, 3);
+    assert.equal(ctx.lastState().state, STATE.FAILED);
+    assert.equal(liveTimers().pending, 0);
+    assert.equal(ctx.env.window.listenerCount(), 0);
+    tick(10 ** 7);
+    ctx.env.goOnline();
+    assert.equal(ctx.WS.instances.length, 3);
+    assert.equal(ctx.of('giveup').length, 1);
+  });
+
+  test('retry after failed starts over with the counter reset', () => {
+    const ctx = setup({ maxAttempts: 2 });
+    failAndWait(ctx);
+    ctx.ws.serverError();
+    assert.equal(ctx.socket.state, STATE.FAILED);
+    ctx.socket.retry();
+    assert.equal(ctx.WS.instances.length, 3);
+    assert.equal(ctx.socket.state, STATE.CONNECTING);
+    assert.equal(ctx.lastState().attempt, 1);
+    ctx.ws.serverError();
+    assert.equal(ctx.socket.state, STATE.RECONNECTING, 'a fresh budget of attempts');
+    ctx.socket.close();
+  });
+
+  test('a socket that stays open stableAfterMs resets the attempt counter', () => {
+    const ctx = setup({ stableAfterMs: 5000 });
+    failAndWait(ctx);
+    failAndWait(ctx);
+    assert.equal(ctx.lastState().attempt, 3);
+    ctx.ws.serverOpen();
+    tick(5000);
+    ctx.ws.serverClose(1006);
+    assert.equal(ctx.lastState().attempt, 2, 'one failure since the stable connection');
+    assert.equal(ctx.lastState().delayMs, 250, 'first-retry cap again');
+    ctx.socket.close();
+  });
+
+  test('a flapping server that accepts then drops does not reset the counter', () => {
+    const ctx = setup({ stableAfterMs: 5000, maxAttempts: 4 });
+    for (let n = 0; n < 3; n += 1) {
+      ctx.ws.serverOpen();
+      tick(4999);
+      failAndWait(ctx);
+    }
+    ctx.ws.serverOpen();
+    tick(1000);
+    ctx.ws.serverClose(1006);
+    assert.equal(ctx.socket.state, STATE.FAILED);
+    assert.equal(ctx.of('giveup').length, 1);
+  });
+
+  test('a handshake that never completes is abandoned after connectTimeoutMs', () => {
+    const ctx = setup({ connectTimeoutMs: 3000 });
+    tick(2999);
+    assert.equal(ctx.socket.state, STATE.CONNECTING);
+    tick(1);
+    assert.deepEqual(ctx.WS.instances[0].closeCalls, [{ code: CLOSE.CLIENT_CONNECT_TIMEOUT, reason: 'connect timeout' }]);
+    assert.equal(ctx.socket.state, STATE.RECONNECTING);
+    ctx.socket.close();
+  });
+});
+
+describe('RippleSocket close codes', () => {
+  for (const code of [4403, 4401, 4499, 1008]) {
+    test(`server close ${code} stops reconnecting: closed, not failed`, () => {
+      const ctx = setup();
+      ctx.ws.serverOpen();
+      ctx.ws.serverClose(code, 'go away');
+      assert.equal(ctx.socket.state, STATE.CLOSED);
+      assert.equal(ctx.lastState().code, code);
+      assert.equal(ctx.of('giveup').length, 0);
+      assert.equal(liveTimers().pending, 0);
+      assert.equal(ctx.env.window.listenerCount() + ctx.env.document.listenerCount(), 0);
+      ctx.env.goOnline();
+      tick(10 ** 7);
+      assert.equal(ctx.WS.instances.length, 1);
+    });
+  }
+
+  for (const code of [1012, 1001]) {
+    test(`server close ${code} reconnects quickly without counting an attempt`, () => {
+      const ctx = setup({ random: () => 0.3 });
+      failAndWait(ctx);
+      failAndWait(ctx);
+      const attemptBefore = ctx.lastState().attempt;
+      ctx.ws.serverOpen();
+      ctx.ws.serverClose(code);
+      const detail = ctx.lastState();
+      assert.equal(detail.state, STATE.RECONNECTING);
+      assert.equal(detail.code, code);
+      assert.equal(detail.delayMs, 300, 'random() * 1000');
+      assert.equal(detail.attempt, attemptBefore);
+      tick(300);
+      assert.equal(ctx.WS.instances.length, 4);
+      ctx.socket.close();
+    });
+  }
+
+  test('4408 and 1011 reconnect with normal backoff and count as failures', () => {
+    const ctx = setup({ random: () => 1 - Number.EPSILON });
+    ctx.ws.serverOpen();
+    ctx.ws.serverClose(4408);
+    assert.equal(ctx.socket.state, STATE.RECONNECTING);
+    assert.equal(ctx.lastState().attempt, 2);
+    tick(500);
+    ctx.ws.serverOpen();
+    ctx.ws.serverClose(1011);
+    assert.equal(ctx.lastState().attempt, 3);
+    assert.ok(ctx.lastState().delayMs > 999 && ctx.lastState().delayMs <= 1000);
+    ctx.socket.close();
+  });
+
+  test('close() by the page never reconnects', () => {
+    const ctx = setup();
+    ctx.ws.serverOpen();
+    const ws = ctx.ws;
+    ctx.socket.close();
+    assert.deepEqual(ws.closeCalls, [{ code: 1000, reason: 'page closed' }]);
+    assert.equal(ctx.socket.state, STATE.CLOSED);
+    ws.serverClose(1000);
+    ctx.socket.retry();
+    ctx.env.goOnline();
+    tick(10 ** 7);
+    assert.equal(ctx.WS.instances.length, 1);
+  });
+});
+
+describe('RippleSocket heartbeat', () => {
+  test('after welcome it pings every interval and records the round trip from pong.t', () => {
+    const ctx = setup();
+    ctx.ws.serverOpen();
+    welcome(ctx.ws, { interval: 1000, timeout: 500 });
+    assert.equal(ctx.of('welcome').length, 1);
+    tick(999);
+    assert.equal(ctx.ws.framesOfType(FRAME.PING).length, 0);
+    tick(1);
+    const [ping] = ctx.ws.framesOfType(FRAME.PING);
+    assert.equal(ping.t, Date.now());
+    tick(30);
+    ctx.ws.serverSend({ type: FRAME.PONG, t: ping.t, ref: null });
+    assert.equal(ctx.socket.rttMs, 30);
+    assert.equal(ctx.of('pong').at(-1).rttMs, 30);
+    tick(970);
+    assert.equal(ctx.ws.framesOfType(FRAME.PING).length, 2);
+    ctx.socket.close();
+  });
+
+  test('no frame within the timeout after a ping closes the socket and reconnects', () => {
+    const ctx = setup();
+    ctx.ws.serverOpen();
+    welcome(ctx.ws, { interval: 1000, timeout: 500 });
+    const dead = ctx.ws;
+    tick(1000);
+    tick(499);
+    assert.equal(ctx.socket.state, STATE.OPEN);
+    tick(1);
+    assert.deepEqual(dead.closeCalls, [{ code: CLOSE.CLIENT_HEARTBEAT_TIMEOUT, reason: 'heartbeat timeout' }]);
+    // The fake never completes the closing handshake: the client must not wait for it.
+    assert.equal(ctx.socket.state, STATE.RECONNECTING);
+    tick(ctx.lastState().delayMs);
+    assert.equal(ctx.WS.instances.length, 2);
+    ctx.socket.close();
+  });
+
+  test('any frame before the deadline keeps the socket', () => {
+    const ctx = setup();
+    ctx.ws.serverOpen();
+    welcome(ctx.ws, { interval: 1000, timeout: 500 });
+    ctx.socket.subscribe('general');
+    subscribed(ctx.ws, 'general');
+    tick(1000);
+    tick(400);
+    ctx.ws.serverSend(message('general', 1));
+    tick(400);
+    assert.equal(ctx.socket.state, STATE.OPEN);
+    assert.equal(ctx.ws.closeCalls.length, 0);
+    ctx.socket.close();
+  });
+
+  test('heartbeat runs with the default interval before welcome, then with the server values', () => {
+    const ctx = setup({ heartbeatIntervalMs: 3000 });
+    ctx.ws.serverOpen();
+    tick(3000);
+    assert.equal(ctx.ws.framesOfType(FRAME.PING).length, 1);
+    ctx.ws.serverSend({ type: FRAME.PONG, t: 0 });
+    welcome(ctx.ws, { interval: 100, timeout: 50 });
+    tick(100);
+    assert.equal(ctx.ws.framesOfType(FRAME.PING).length, 2);
+    ctx.socket.close();
+  });
+
+  test('a server ping is answered with a pong carrying the same t', () => {
+    const ctx = setup();
+    ctx.ws.serverOpen();
+    ctx.ws.serverSend({ type: FRAME.PING, t: 123456 });
+    assert.deepEqual(ctx.ws.framesOfType(FRAME.PONG), [{ type: 'pong', t: 123456 }]);
+    ctx.socket.close();
+  });
+
+  test('becoming visible pings at once and applies the pong deadline', () => {
+    const ctx = setup();
+    ctx.ws.serverOpen();
+    welcome(ctx.ws, { interval: 20000, timeout: 500 });
+    ctx.env.setVisibility('hidden');
+    assert.equal(ctx.ws.framesOfType(FRAME.PING).length, 0);
+    ctx.env.setVisibility('visible');
+    assert.equal(ctx.ws.framesOfType(FRAME.PING).length, 1);
+    tick(500);
+    assert.equal(ctx.ws.closeCalls[0].code, CLOSE.CLIENT_HEARTBEAT_TIMEOUT);
+    assert.equal(ctx.socket.state, STATE.RECONNECTING);
+    ctx.socket.close();
+  });
+});
+
+describe('RippleSocket browser signals', () => {
+  test('while offline no attempt is scheduled; online connects at once', () => {
+    const ctx = setup();
+    ctx.ws.serverOpen();
+    ctx.env.navigator.onLine = false;
+    ctx.env.window.fire('offline');
+    ctx.ws.serverClose(1006);
+    const detail = ctx.lastState();
+    assert.equal(detail.state, STATE.RECONNECTING);
+    assert.equal(detail.offline, true);
+    assert.equal(detail.delayMs, null);
+    assert.equal(liveTimers().pending, 0);
+    tick(10 ** 7);
+    assert.equal(ctx.WS.instances.length, 1);
+    ctx.env.goOnline();
+    assert.equal(ctx.WS.instances.length, 2);
+    assert.equal(ctx.socket.state, STATE.CONNECTING);
+    ctx.socket.close();
+  });
+
+  test('an offline event during the reconnect wait cancels the pending timer', () => {
+    const ctx = setup();
+    ctx.ws.serverError();
+    assert.equal(liveTimers().pending, 1);
+    ctx.env.goOffline();
+    assert.equal(liveTimers().pending, 0);
+    assert.equal(ctx.lastState().offline, true);
+    tick(10 ** 6);
+    assert.equal(ctx.WS.instances.length, 1);
+    ctx.socket.close();
+  });
+
+  test('starting with navigator.onLine false waits for the network', () => {
+    const ctx = setup({ env: { onLine: false } });
+    assert.equal(ctx.WS.instances.length, 0);
+    assert.equal(ctx.socket.state, STATE.RECONNECTING);
+    ctx.env.goOnline();
+    assert.equal(ctx.WS.instances.length, 1);
+    ctx.socket.close();
+  });
+});
+
+describe('RippleSocket messages', () => {
+  test('a message sent while offline goes out once after reconnect, with the same client_id', async () => {
+    const ctx = setup();
+    const received = [];
+    ctx.socket.subscribe('general', { since: 10, onMessage: (frame) => received.push(frame.seq) });
+    const { clientId, acked } = ctx.socket.send('general', 'hello');
+    assert.match(clientId, CLIENT_ID);
+    assert.equal(ctx.socket.queued, 1);
+
+    // First connection: subscribed, the message goes out, then the socket dies before the ack.
+    ctx.ws.serverOpen();
+    assert.deepEqual(ctx.ws.framesOfType(FRAME.MESSAGE), [], 'messages wait for subscribed');
+    assert.equal(ctx.ws.framesOfType(FRAME.SUBSCRIBE)[0].since, 10);
+    subscribed(ctx.ws, 'general', [message('general', 11)]);
+    assert.deepEqual(ctx.ws.framesOfType(FRAME.MESSAGE), [
+      { type: 'message', room: 'general', body: 'hello', client_id: clientId },
+    ]);
+    ctx.ws.serverClose(1006);
+
+    // A second message while disconnected.
+    const second = ctx.socket.send('general', 'again');
+    tick(ctx.lastState().delayMs);
+    const ws = ctx.ws;
+    ws.serverOpen();
+    assert.deepEqual(ws.framesOfType(FRAME.SUBSCRIBE).map((f) => f.since), [11]);
+    assert.deepEqual(ws.framesOfType(FRAME.MESSAGE), []);
+    subscribed(ws, 'general', [message('general', 12, { client_id: clientId, author: 'alice', body: 'hello' })]);
+    assert.deepEqual(ws.framesOfType(FRAME.MESSAGE).map((f) => f.client_id), [clientId, second.clientId]);
+
+    ws.serverSend({ type: FRAME.ACK, room: 'general', client_id: clientId, seq: 12, sent_at: 'x', duplicate: true, ref: null });
+    const ack = await acked;
+    assert.equal(ack.seq, 12);
+    assert.equal(ack.duplicate, true);
+    ws.serverSend({ type: FRAME.ACK, room: 'general', client_id: second.clientId, seq: 13, sent_at: 'x', duplicate: false });
+    assert.equal((await second.acked).seq, 13);
+    assert.equal(ctx.socket.queued, 0);
+    assert.deepEqual(received, [11, 12]);
+
+    // Acknowledged messages are not sent again after another reconnect.
+    ws.serverClose(1006);
+    tick(ctx.lastState().delayMs);
+    ctx.ws.serverOpen();
+    subscribed(ctx.ws, 'general');
+    assert.deepEqual(ctx.ws.framesOfType(FRAME.MESSAGE), []);
+    ctx.socket.close();
+  });
+
+  test('a message sent while open and subscribed goes out immediately; ack resolves its promise', async () => {
+    const ctx = setup();
+    ctx.ws.serverOpen();
+    ctx.socket.subscribe('general');
+    subscribed(ctx.ws, 'general');
+    const { clientId, acked } = ctx.socket.send('general', 'hi');
+    assert.equal(ctx.ws.framesOfType(FRAME.MESSAGE).length, 1);
+    const ackFrame = { type: FRAME.ACK, room: 'general', client_id: clientId, seq: 1, sent_at: 'x', duplicate: false, ref: null };
+    ctx.ws.serverSend(ackFrame);
+    assert.deepEqual(await acked, ackFrame);
+    assert.deepEqual(ctx.of('ack'), [ackFrame]);
+    ctx.socket.close();
+  });
+
+  test('an error frame with the client_id rejects the send promise', async () => {
+    const ctx = setup();
+    ctx.ws.serverOpen();
+    ctx.socket.subscribe('general');
+    subscribed(ctx.ws, 'general');
+    const { clientId, acked } = ctx.socket.send('general', '   ');
+    const errorFrame = { type: FRAME.ERROR, code: 'body_empty', message: 'empty', ref: null, room: 'general', client_id: clientId };
+    ctx.ws.serverSend(errorFrame);
+    await assert.rejects(acked, (error) => error.code === 'body_empty' && error.frame.client_id === clientId);
+    assert.deepEqual(ctx.of('error'), [errorFrame]);
+    assert.equal(ctx.socket.queued, 0);
+    ctx.socket.close();
+  });
+
+  test('sends beyond maxQueue reject with queue_full', async () => {
+    const ctx = setup({ maxQueue: 2 });
+    ctx.socket.subscribe('general');
+    ctx.socket.send('general', 'a');
+    ctx.socket.send('general', 'b');
+    const third = ctx.socket.send('general', 'c');
+    await assert.rejects(third.acked, (error) => error instanceof Error && error.code === 'queue_full' && error.message === 'queue_full');
+    assert.equal(ctx.socket.queued, 2);
+    ctx.socket.close();
+  });
+
+  test('a send to a room that is not subscribed rejects with not_subscribed', async () => {
+    const ctx = setup();
+    await assert.rejects(ctx.socket.send('nowhere', 'x').acked, { code: 'not_subscribed' });
+    ctx.socket.close();
+  });
+
+  test('unsubscribe rejects that room’s waiting sends and ignores its later messages', async () => {
+    const ctx = setup();
+    ctx.ws.serverOpen();
+    const seen = [];
+    ctx.socket.subscribe('general', { onMessage: (f) => seen.push(f.seq) });
+    subscribed(ctx.ws, 'general');
+    const pending = ctx.socket.send('general', 'x');
+    ctx.socket.unsubscribe('general');
+    assert.deepEqual(ctx.ws.framesOfType(FRAME.UNSUBSCRIBE), [{ type: 'unsubscribe', room: 'general' }]);
+    await assert.rejects(pending.acked, { code: 'unsubscribed' });
+    ctx.ws.serverSend(message('general', 1));
+    assert.deepEqual(seen, []);
+    assert.equal(ctx.of('message').length, 0);
+    ctx.socket.close();
+  });
+
+  test('duplicate messages (seq not above the last seen) are dropped', () => {
+    const ctx = setup();
+    ctx.ws.serverOpen();
+    const seen = [];
+    ctx.socket.subscribe('general', { onMessage: (f) => seen.push(f.seq) });
+    subscribed(ctx.ws, 'general', [message('general', 1), message('general', 2), message('general', 2)]);
+    for (const seq of [2, 1, 3, 3, 2, 4]) ctx.ws.serverSend(message('general', seq));
+    assert.deepEqual(seen, [1, 2, 3, 4]);
+    assert.deepEqual(ctx.of('message').map((f) => f.seq), [1, 2, 3, 4]);
+    ctx.socket.close();
+  });
+
+  test('a gap triggers unsubscribe then subscribe since the last seen seq, without delivering out of order', () => {
+    const ctx = setup();
+    ctx.ws.serverOpen();
+    const seen = [];
+    ctx.socket.subscribe('general', { since: 2, onMessage: (f) => seen.push(f.seq) });
+    subscribed(ctx.ws, 'general', [message('general', 3)]);
+    ctx.ws.serverSend(message('general', 5));
+    ctx.ws.serverSend(message('general', 6));
+    assert.deepEqual(seen, [3]);
+    const types = ctx.ws.frames.filter((f) => f.type !== FRAME.PING).map((f) => `${f.type}:${f.since ?? ''}`);
+    assert.deepEqual(types, ['subscribe:2', 'unsubscribe:', 'subscribe:3'], 'one resubscribe for the whole gap');
+    ctx.ws.serverSend({ type: FRAME.UNSUBSCRIBED, room: 'general', ref: null });
+    subscribed(ctx.ws, 'general', [message('general', 4), message('general', 5), message('general', 6)]);
+    ctx.ws.serverSend(message('general', 6));
+    ctx.ws.serverSend(message('general', 7));
+    assert.deepEqual(seen, [3, 4, 5, 6, 7]);
+    ctx.socket.close();
+  });
+
+  test('a gap resubscribe does not send an unacknowledged message twice on the same socket', () => {
+    const ctx = setup();
+    ctx.ws.serverOpen();
+    ctx.socket.subscribe('general', { since: 1 });
+    subscribed(ctx.ws, 'general');
+    const first = ctx.socket.send('general', 'before the gap');
+    ctx.ws.serverSend(message('general', 3));
+    const second = ctx.socket.send('general', 'during the resubscribe');
+    assert.deepEqual(ctx.ws.framesOfType(FRAME.MESSAGE).map((f) => f.client_id), [first.clientId]);
+    subscribed(ctx.ws, 'general', [message('general', 2), message('general', 3)]);
+    assert.deepEqual(ctx.ws.framesOfType(FRAME.MESSAGE).map((f) => f.client_id), [first.clientId, second.clientId]);
+    ctx.socket.close();
+  });
+
+  test('after reconnect every room is re-subscribed since its last seen seq, or its initial since', () => {
+    const ctx = setup();
+    ctx.socket.subscribe('general', { since: 40 });
+    ctx.socket.subscribe('random', { since: 7 });
+    ctx.socket.subscribe('fresh');
+    ctx.ws.serverOpen();
+    subscribed(ctx.ws, 'general', [message('general', 41), message('general', 42)]);
+    ctx.ws.serverClose(1006);
+    tick(ctx.lastState().delayMs);
+    ctx.ws.serverOpen();
+    const subs = Object.fromEntries(ctx.ws.framesOfType(FRAME.SUBSCRIBE).map((f) => [f.room, f.since]));
+    assert.deepEqual(subs, { general: 42, random: 7, fresh: undefined });
+    ctx.socket.close();
+  });
+
+  test('a stale subscribed reply (older ref) is ignored', () => {
+    const ctx = setup();
+    ctx.ws.serverOpen();
+    const seen = [];
+    ctx.socket.subscribe('general', { since: 5, onMessage: (f) => seen.push(f.seq) });
+    const { ref } = ctx.ws.framesOfType(FRAME.SUBSCRIBE)[0];
+    ctx.ws.serverSend({ type: FRAME.SUBSCRIBED, room: 'general', messages: [message('general', 9)], last_seq: 9, complete: true, ref: 'old' });
+    assert.deepEqual(seen, []);
+    ctx.ws.serverSend({ type: FRAME.SUBSCRIBED, room: 'general', messages: [message('general', 6)], last_seq: 6, complete: true, ref });
+    assert.deepEqual(seen, [6]);
+    ctx.socket.close();
+  });
+
+  test('complete:false dispatches reset before delivering the messages', () => {
+    const ctx = setup();
+    ctx.ws.serverOpen();
+    const order = [];
+    ctx.socket.addEventListener('reset', (e) => order.push(`reset:${e.detail.room}`));
+    ctx.socket.subscribe('general', { since: 3, onMessage: (f) => order.push(f.seq) });
+    subscribed(ctx.ws, 'general', [message('general', 600), message('general', 601)], { complete: false });
+    ctx.ws.serverSend(message('general', 602));
+    assert.deepEqual(order, ['reset:general', 600, 601, 602]);
+    assert.equal(ctx.of('subscribed').length, 1);
+    ctx.socket.close();
+  });
+
+  test('complete:false after the server lost history accepts the new, lower seqs', () => {
+    const ctx = setup();
+    ctx.ws.serverOpen();
+    const seen = [];
+    ctx.socket.subscribe('general', { since: 90, onMessage: (f) => seen.push(f.seq) });
+    subscribed(ctx.ws, 'general', [], { complete: false, last_seq: 4 });
+    ctx.ws.serverSend(message('general', 5));
+    assert.deepEqual(seen, [5]);
+    ctx.socket.close();
+  });
+
+  test('a subscribe refused for good rejects that room’s sends', async () => {
+    const ctx = setup();
+    ctx.socket.subscribe('Bad Room');
+    const pending = ctx.socket.send('Bad Room', 'x');
+    ctx.ws.serverOpen();
+    const { ref } = ctx.ws.framesOfType(FRAME.SUBSCRIBE)[0];
+    ctx.ws.serverSend({ type: FRAME.ERROR, code: 'invalid_room', message: 'bad', ref, room: 'Bad Room' });
+    await assert.rejects(pending.acked, { code: 'invalid_room' });
+    ctx.socket.close();
+  });
+
+  test('a subscribe failing with server_error reconnects with backoff', () => {
+    const ctx = setup();
+    ctx.ws.serverOpen();
+    ctx.socket.subscribe('general');
+    const { ref } = ctx.ws.framesOfType(FRAME.SUBSCRIBE)[0];
+    ctx.ws.serverSend({ type: FRAME.ERROR, code: 'server_error', message: 'db down', ref, room: 'general' });
+    assert.equal(ctx.socket.state, STATE.RECONNECTING);
+    assert.equal(ctx.lastState().attempt, 2);
+    ctx.socket.close();
+  });
+
+  test('client ids use crypto.randomUUID, a prefix, and a random fallback, all protocol-valid', () => {
+    const withCrypto = setup({ clientIdPrefix: 'tab1:' });
+    withCrypto.socket.subscribe('general');
+    const a = withCrypto.socket.send('general', 'x').clientId;
+    assert.match(a, /^tab1:[0-9a-f-]{36}$/);
+    withCrypto.socket.close();
+
+    const fallback = setup({ crypto: null, random: Math.random });
+    fallback.socket.subscribe('general');
+    const ids = new Set(Array.from({ length: 50 }, () => fallback.socket.send('general', 'x').clientId));
+    assert.equal(ids.size, 50);
+    for (const id of ids) assert.match(id, CLIENT_ID);
+    fallback.socket.close();
+
+    assert.throws(() => setup({ clientIdPrefix: 'not valid!' }), TypeError);
+  });
+});
+
+describe('RippleSocket presence', () => {
+  const ALICE = { id: 'u1', name: 'alice' };
+  const BOB = { id: 'u2', name: 'bob' };
+  const CAROL = { id: 'g3', name: 'Carol' };
+  const DAVE = { id: 'c4', name: 'dave' };
+
+  function presence(ws, room, { joins = [], leaves = [] } = {}) {
+    ws.serverSend({ type: FRAME.PRESENCE, room, joins, leaves });
+  }
+
+  /** An open socket subscribed to `general` with `members`. */
+  function joined(members) {
+    const ctx = setup();
+    ctx.ws.serverOpen();
+    ctx.socket.subscribe('general');
+    subscribed(ctx.ws, 'general', [], { members });
+    return ctx;
+  }
+
+  test('members come from subscribed, sorted by name then id, with one presence event after subscribed', () => {
+    const ctx = setup();
+    const order = [];
+    ctx.socket.addEventListener('subscribed', () => order.push('subscribed'));
+    ctx.socket.addEventListener('presence', (event) => order.push(`presence:${event.detail.members.length}`));
+    ctx.ws.serverOpen();
+    ctx.socket.subscribe('general');
+    assert.deepEqual(ctx.socket.members('general'), [], 'nothing known before subscribed');
+    const twin = { id: 'u0', name: 'bob' };
+    subscribed(ctx.ws, 'general', [], { members: [BOB, CAROL, ALICE, twin, null, { name: 'no id' }] });
+    const sorted = [ALICE, twin, BOB, CAROL];
+    assert.deepEqual(ctx.socket.members('general'), sorted);
+    assert.deepEqual(order, ['subscribed', 'presence:4']);
+    assert.deepEqual(ctx.of('presence'), [{ room: 'general', members: sorted, joins: [], leaves: [] }]);
+    assert.deepEqual(ctx.socket.members('elsewhere'), []);
+    ctx.socket.close();
+  });
+
+  test('members() returns a copy the caller cannot use to change the list', () => {
+    const ctx = joined([ALICE]);
+    const list = ctx.socket.members('general');
+    list[0].name = 'mallory';
+    list.push(BOB);
+    assert.deepEqual(ctx.socket.members('general'), [ALICE]);
+    ctx.socket.close();
+  });
+
+  test('presence joins and leaves are set operations keyed by id', () => {
+    const ctx = joined([ALICE, BOB]);
+    presence(ctx.ws, 'general', { joins: [CAROL, ALICE] });
+    assert.deepEqual(ctx.socket.members('general'), [ALICE, BOB, CAROL]);
+    assert.deepEqual(ctx.of('presence').at(-1), { room: 'general', members: [ALICE, BOB, CAROL], joins: [CAROL], leaves: [] });
+
+    const events = ctx.of('presence').length;
+    presence(ctx.ws, 'general', { joins: [BOB] });
+    presence(ctx.ws, 'general', { leaves: [DAVE] });
+    presence(ctx.ws, 'general', { joins: [{ name: 'no id' }], leaves: ['u1'] });
+    assert.deepEqual(ctx.socket.members('general'), [ALICE, BOB, CAROL], 'duplicate join and unknown leave change nothing');
+    assert.equal(ctx.of('presence').length, events, 'and dispatch nothing');
+
+    presence(ctx.ws, 'general', { joins: [DAVE], leaves: [BOB] });
+    assert.deepEqual(ctx.of('presence').at(-1), { room: 'general', members: [ALICE, CAROL, DAVE], joins: [DAVE], leaves: [BOB] });
+
+    presence(ctx.ws, 'general', { joins: [{ id: 'u1', name: 'Alicia' }] });
+    assert.deepEqual(ctx.socket.members('general'), [{ id: 'u1', name: 'Alicia' }, CAROL, DAVE], 'a join of a listed id renames it');
+    assert.deepEqual(ctx.of('presence').at(-1).joins, []);
+    assert.deepEqual(ctx.of('presence').at(-1).leaves, []);
+
+    presence(ctx.ws, 'general', { leaves: [{ id: 'g3' }] });
+    assert.deepEqual(ctx.socket.members('general'), [{ id: 'u1', name: 'Alicia' }, DAVE], 'a leave by id alone removes it');
+    ctx.socket.close();
+  });
+
+  test('a guest who renamed stays listed when the leave under the old name arrives', () => {
+    const guest = { id: 'g9', name: 'zed' };
+    const ctx = joined([ALICE, guest]);
+    // Reload with a new name: the new socket joins at once, the old one leaves after the grace period.
+    presence(ctx.ws, 'general', { joins: [{ id: 'g9', name: 'abe' }] });
+    assert.deepEqual(ctx.socket.members('general'), [{ id: 'g9', name: 'abe' }, ALICE]);
+    presence(ctx.ws, 'general', { leaves: [guest] });
+    assert.deepEqual(ctx.socket.members('general'), [{ id: 'g9', name: 'abe' }, ALICE]);
+    // Both in one frame, as a sync that saw the whole change gives it.
+    presence(ctx.ws, 'general', { joins: [{ id: 'g9', name: 'zoe' }], leaves: [{ id: 'g9', name: 'abe' }] });
+    assert.deepEqual(ctx.socket.members('general'), [ALICE, { id: 'g9', name: 'zoe' }]);
+    presence(ctx.ws, 'general', { leaves: [{ id: 'g9', name: 'zoe' }] });
+    assert.deepEqual(ctx.socket.members('general'), [ALICE]);
+    assert.deepEqual(ctx.of('presence').at(-1).leaves, [{ id: 'g9', name: 'zoe' }]);
+    ctx.socket.close();
+  });
+
+  test('presence for a room that is not subscribed, or not yet, is ignored', () => {
+    const ctx = setup();
+    ctx.ws.serverOpen();
+    presence(ctx.ws, 'general', { joins: [ALICE] });
+    ctx.socket.subscribe('general');
+    presence(ctx.ws, 'general', { joins: [BOB] });
+    assert.deepEqual(ctx.socket.members('general'), [], 'pending: the subscribed list will hold it');
+    subscribed(ctx.ws, 'general', [], { members: [CAROL] });
+    assert.deepEqual(ctx.socket.members('general'), [CAROL]);
+    presence(ctx.ws, 'random', { joins: [DAVE] });
+    assert.deepEqual(ctx.socket.members('random'), []);
+
+    ctx.socket.unsubscribe('general');
+    assert.deepEqual(ctx.socket.members('general'), [], 'unsubscribe forgets the members');
+    presence(ctx.ws, 'general', { joins: [DAVE] });
+    ctx.socket.subscribe('general');
+    assert.deepEqual(ctx.socket.members('general'), []);
+    assert.equal(ctx.of('presence').length, 1, 'only the one after subscribed');
+    ctx.socket.close();
+  });
+
+  test('a gap resubscribe ignores presence until the new subscribed replaces the list', () => {
+    const ctx = joined([ALICE, BOB]);
+    ctx.ws.serverSend(message('general', 2));
+    presence(ctx.ws, 'general', { leaves: [ALICE] });
+    assert.deepEqual(ctx.socket.members('general'), [ALICE, BOB]);
+    subscribed(ctx.ws, 'general', [message('general', 1), message('general', 2)], { members: [BOB, CAROL] });
+    assert.deepEqual(ctx.socket.members('general'), [BOB, CAROL]);
+    ctx.socket.close();
+  });
+
+  test('a reconnect keeps the last list while away, then the new subscribed replaces it', () => {
+    const ctx = joined([ALICE, BOB]);
+    presence(ctx.ws, 'general', { joins: [CAROL] });
+    ctx.ws.serverClose(1006);
+    assert.deepEqual(ctx.socket.members('general'), [ALICE, BOB, CAROL]);
+    tick(ctx.lastState().delayMs);
+    ctx.ws.serverOpen();
+    presence(ctx.ws, 'general', { joins: [DAVE] });
+    assert.deepEqual(ctx.socket.members('general'), [ALICE, BOB, CAROL], 'before subscribed');
+    const before = ctx.of('presence').length;
+    subscribed(ctx.ws, 'general', [], { members: [BOB, DAVE] });
+    assert.deepEqual(ctx.socket.members('general'), [BOB, DAVE]);
+    assert.deepEqual(ctx.of('presence').slice(before), [{ room: 'general', members: [BOB, DAVE], joins: [], leaves: [] }]);
+    presence(ctx.ws, 'general', { leaves: [CAROL] });
+    assert.equal(ctx.of('presence').length, before + 1, 'Carol is no longer known');
+    ctx.socket.close();
+  });
+
+  test('a subscribed without members gives an empty list', () => {
+    const ctx = joined(undefined);
+    assert.deepEqual(ctx.socket.members('general'), []);
+    assert.deepEqual(ctx.of('presence'), [{ room: 'general', members: [], joins: [], leaves: [] }]);
+    ctx.socket.close();
+  });
+});
+
+describe('RippleSocket close() leaves nothing behind', () => {
+  test('no pending timer and no listener on the socket, window or document', async () => {
+    const ctx = setup();
+    ctx.socket.subscribe('general');
+    ctx.ws.serverOpen();
+    welcome(ctx.ws, { interval: 1000, timeout: 500 });
+    subscribed(ctx.ws, 'general');
+    tick(1000); // a ping is out: heartbeat interval, pong deadline and stable timer are all armed
+    const pending = ctx.socket.send('general', 'x');
+    assert.ok(liveTimers().pending >= 3);
+    assert.ok(ctx.env.window.listenerCount() > 0 && ctx.env.document.listenerCount() > 0);
+    const ws = ctx.ws;
+    assert.equal(ws.listenerCount(), 4);
+
+    ctx.socket.close();
+    assert.equal(liveTimers().pending, 0);
+    assert.equal(ctx.env.window.listenerCount(), 0);
+    assert.equal(ctx.env.document.listenerCount(), 0);
+    assert.equal(ws.listenerCount(), 0);
+    await assert.rejects(pending.acked, { code: 'closed' });
+    const sentBefore = ws.sent.length;
+    tick(10 ** 7);
+    assert.equal(ws.sent.length, sentBefore);
+    assert.equal(ctx.WS.instances.length, 1);
+  });
+
+  test('close() during the reconnect wait cancels the timer', () => {
+    const ctx = setup();
+    ctx.ws.serverError();
+    assert.equal(liveTimers().pending, 1);
+    ctx.socket.close();
+    assert.equal(liveTimers().pending, 0);
+    assert.equal(ctx.env.window.listenerCount() + ctx.env.document.listenerCount(), 0);
+    tick(10 ** 7);
+    assert.equal(ctx.WS.instances.length, 1);
+    assert.equal(ctx.socket.state, STATE.CLOSED);
+  });
+});

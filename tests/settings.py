@@ -1,0 +1,17 @@
+"""Settings for the test run: the project's own, with a throwaway secret key."""
+
+import os
+import tempfile
+from pathlib import Path
+
+os.environ.setdefault("DJANGO_SECRET_KEY", "ripple-tests-only-not-secret")
+
+from project.settings import *  # noqa: F403
+from project.settings import DATABASES
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # A file, not memory, so that daphne processes started by the tests share the test
+    # database; one per test run, so that two runs on one machine do not collide.
+    DATABASES["default"]["TEST"] = {
+        "NAME": str(Path(tempfile.gettempdir()) / f"ripple-test-{os.getpid()}.sqlite3")
+    }

@@ -1,0 +1,34 @@
+"""Child process for moderation tests: run one moderation service as another process would.
+
+``python -m tests.support.moderate ACTION ARG`` with DATABASE_URL and REDIS_URL set, where
+ACTION is delete (ARG: comma-separated message ids), announce (ARG: room slug), close (ARG:
+room slug) or disconnect (ARG: user id).
+"""
+
+import os
+import sys
+
+import django
+
+
+def main() -> None:
+    action, arg = sys.argv[1], sys.argv[2]
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+    django.setup()
+    from chat import services
+    from chat.models import Room
+
+    if action == "delete":
+        services.message_delete(message_ids=[int(pk) for pk in arg.split(",")])
+    elif action == "announce":
+        services.room_announce(rooms=[Room.objects.get(slug=arg)], body="Maintenance at noon")
+    elif action == "close":
+        services.room_close(room=Room.objects.get(slug=arg), reason="closed for the night")
+    elif action == "disconnect":
+        services.user_disconnect(user_id=int(arg))
+    else:
+        raise SystemExit(f"unknown action {action}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+import asyncio
+
+import pytest
+from channels.db import database_sync_to_async
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def names(members: list[dict]) -> list[str]:
+    return [m["name"] for m in members]
+
+
+async def guest_session(name: str) -> str:
+    from django.contrib.sessions.backends.db import SessionStore
+
+    def make() -> str:
+        session = SessionStore()
+        session["ripple_guest_name"] = name
+        session.create()
+        return session.session_key
+
+    return await database_sync_to_async(make)()
+
+
+async def test_subscribed_lists_members_and_joins_are_pushed(ws_client):
+    ann_key, bob_key = await guest_session("Ann"), await guest_session("Bob")
+    async with ws_client(session_cookie=ann_key) as ann:
+        first = await ann.subscribe("here")
+        assert names(first["members"]) == ["Ann"]
+        assert first["members"][0]["id"].startswith("g")
+        async with ws_client(session_cookie=bob_key) as bob:
+            second = await bob.subscribe("here")
+            assert names(second["members"]) == ["Ann", "Bob"]
+            pushed = await ann.recv_presence()
+            assert (pushed["room"], names(pushed["joins"]), pushed["leaves"]) == ("here", ["Bob"], [])
+
+
+async def test_a_leave_is_pushed_after_the_grace_period(ws_client, settings):
+    settings.RIPPLE_PRESENCE_GRACE_S = 0.2
+    ann_key, bob_key = await guest_session("Ann"), await guest_session("Bob")
+    async with ws_client(session_cookie=ann_key) as ann:
+        await ann.subscribe("bye")
+        async with ws_client(session_cookie=bob_key) as bob:
+            await bob.subscribe("bye")
+            assert names((await ann.recv_presence())["joins"]) == ["Bob"]
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        left = await ann.recv_presence(timeout=3)
+        assert (left["joins"], names(left["leaves"])) == ([], ["Bob"])
+        assert loop.time() - started >= 0.2
+
+
+async def test_a_reconnect_within_the_grace_period_does_not_flap(ws_client, settings):
+    settings.RIPPLE_PRESENCE_GRACE_S = 1.0
+    ann_key, bob_key = await guest_session("Ann"), await guest_session("Bob")
+    async with ws_client(session_cookie=ann_key) as ann:
+        await ann.subscribe("flap")
+        async with ws_client(session_cookie=bob_key) as bob:
+            await bob.subscribe("flap")
+            assert names((await ann.recv_presence())["joins"]) == ["Bob"]
+        async with ws_client(session_cookie=bob_key) as bob_again:
+            again = await bob_again.subscribe("flap")
+            assert names(again["members"]) == ["Ann", "Bob"]
+            # Past the grace period and a batch window: Ann heard nothing about Bob.
+            assert await ann.nothing_more(1.5)
+            assert ann.presence == []
+
+
+async def test_two_tabs_of_one_guest_are_one_member(ws_client, settings):
+    settings.RIPPLE_PRESENCE_GRACE_S = 0
+    key = await guest_session("Ann")
+    async with ws_client() as watcher:
+        await watcher.subscribe("tabs")
+        async with ws_client(session_cookie=key) as tab1, ws_client(session_cookie=key) as tab2:
+            await tab1.subscribe("tabs")
+            subscribed = await tab2.subscribe("tabs")
+            assert sorted(names(subscribed["members"]))[0] == "Ann"
+            assert len(subscribed["members"]) == 2  # Ann and the watcher
+            joined = await watcher.recv_presence()
+            assert names(joined["joins"]) == ["Ann"]
+            await tab1.send({"type": "unsubscribe", "room": "tabs"})
+            await tab1.recv_type("unsubscribed")
+            assert await watcher.nothing_more(0.5)  # Ann is still here in tab 2
+
+
+async def test_joins_in_one_batch_window_arrive_as_one_frame(ws_client, settings):
+    settings.RIPPLE_PRESENCE_BATCH_S = 0.3
+    async with ws_client() as host:
+        await host.subscribe("party")
+        async with ws_client() as a, ws_client() as b, ws_client() as c:
+            for guest in (a, b, c):
+                await guest.subscribe("party")
+            batch = await host.recv_presence()
+            assert len(batch["joins"]) == 3
+            assert await host.nothing_more(0.5)

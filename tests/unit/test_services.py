@@ -1,0 +1,108 @@
+import pytest
+
+from chat import protocol, selectors, services
+from chat.models import Message, Room
+
+
+@pytest.fixture
+def room(db):
+    return services.room_get_or_create(slug="general")
+
+
+def store(room, body="hi", client_id="c1", author="ann", user_id=None):
+    return services.message_store(room=room, author=author, user_id=user_id, body=body, client_id=client_id)
+
+
+def test_sequence_numbers_count_up_per_room(db):
+    first = services.room_get_or_create(slug="first")
+    second = services.room_get_or_create(slug="second")
+    seqs = [store(first, client_id=f"a{i}").message.seq for i in range(3)]
+    seqs.append(store(second, client_id="b0").message.seq)
+    assert seqs == [1, 2, 3, 1]
+    assert Room.objects.get(slug="first").last_seq == 3
+
+
+def test_same_client_id_is_stored_once(room):
+    first = store(room, client_id="same")
+    again = store(room, client_id="same", body="different text")
+    assert first.created and not again.created
+    assert again.message.seq == first.message.seq
+    assert Message.objects.filter(room=room).count() == 1
+    assert Room.objects.get(pk=room.pk).last_seq == 1
+
+
+def test_client_id_of_another_author_is_a_conflict(room):
+    store(room, client_id="mine", author="ann")
+    with pytest.raises(services.ClientIdConflict):
+        store(room, client_id="mine", author="bob")
+    assert Message.objects.count() == 1
+
+
+def test_bad_bodies_are_refused_before_storing(room):
+    for body, code in [("", "body_empty"), ("x" * 4001, "body_too_long"), ("a\x00", "invalid_body")]:
+        with pytest.raises(protocol.ProtocolError) as caught:
+            store(room, body=body)
+        assert caught.value.code == code
+    assert Message.objects.count() == 0
+    assert Room.objects.get(pk=room.pk).last_seq == 0
+
+
+def test_invalid_room_slug_is_refused(db):
+    with pytest.raises(protocol.ProtocolError) as caught:
+        services.room_get_or_create(slug="No Spaces")
+    assert caught.value.code == "invalid_room"
+    assert not Room.objects.exists()
+
+
+def history(room, since=None, history_size=3, resume_limit=5):
+    return selectors.message_history(
+        room_id=room.pk,
+        room_slug=room.slug,
+        since=since,
+        history_size=history_size,
+        resume_limit=resume_limit,
+    )
+
+
+def test_history_without_since_is_the_last_messages(room):
+    for i in range(5):
+        store(room, client_id=f"c{i}")
+    result = history(room)
+    assert [m["seq"] for m in result.messages] == [3, 4, 5]
+    assert (result.last_seq, result.complete) == (5, True)
+
+
+def test_resume_since_returns_only_missed_messages(room):
+    for i in range(6):
+        store(room, client_id=f"c{i}")
+    result = history(room, since=2)
+    assert [m["seq"] for m in result.messages] == [3, 4, 5, 6]
+    assert result.complete
+
+
+def test_resume_beyond_the_limit_returns_the_newest_and_says_incomplete(room):
+    for i in range(9):
+        store(room, client_id=f"c{i}")
+    result = history(room, since=1)
+    assert [m["seq"] for m in result.messages] == [5, 6, 7, 8, 9]
+    assert (result.last_seq, result.complete) == (9, False)
+
+
+def test_resume_from_the_future_says_incomplete(room):
+    store(room)
+    result = history(room, since=40)
+    assert [m["seq"] for m in result.messages] == [1]
+    assert not result.complete
+
+
+def test_resume_when_nothing_was_missed_is_empty_and_complete(room):
+    store(room)
+    result = history(room, since=1)
+    assert (result.messages, result.last_seq, result.complete) == ([], 1, True)
+
+
+def test_message_post_stores_and_reports(room):
+    posted = services.message_post(room=room, author="system", body="hello", client_id="sys-1")
+    assert posted.created and posted.message.seq == 1
+    again = services.message_post(room=room, author="system", body="hello", client_id="sys-1")
+    assert not again.created and again.message.seq == 1
