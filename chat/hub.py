@@ -563,14 +563,17 @@ class RoomHub:
         """Fetch what the channel layer may have dropped; keep presence entries alive."""
         tail_every = settings.RIPPLE_TAIL_CHECK_S
         presence_every = settings.RIPPLE_PRESENCE_TTL_S / 3
-        # Once a second at most: the dashboard report is per second.
-        tick = min(1.0, tail_every, presence_every)
+        report_every = settings.RIPPLE_DASHBOARD_REPORT_S
+        # Once a second at most: the dashboard report is per second by default.
+        tick = min(1.0, tail_every, presence_every, report_every)
         now = time.monotonic()
-        tailed = presenced = refreshed = now
+        tailed = presenced = refreshed = reported = now
         while True:
             await asyncio.sleep(tick)
             now = time.monotonic()
-            await self._report()
+            if now - reported >= report_every - tick / 2:
+                reported = now
+                await self._report()
             if now - tailed >= tail_every - tick / 2:
                 tailed = now
                 await self._tail_check()

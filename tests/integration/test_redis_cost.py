@@ -70,6 +70,9 @@ async def test_redis_commands_per_message_do_not_grow_with_subscribers(daphne, r
         "RIPPLE_CHANNEL_LAYER": layer,
         "RIPPLE_TAIL_CHECK_S": "600",
         "RIPPLE_PRESENCE_TTL_S": "600",
+        # The dashboard report (a SET and a SADD per process per second) too.
+        "RIPPLE_DASHBOARD_REPORT_S": "600",
+        "RIPPLE_DASHBOARD_EXPIRY_S": "1800",
     }
     workers = [daphne(**env), daphne(**env)]
     urls = [f"{worker.ws_url}/ws/chat/" for worker in workers]
