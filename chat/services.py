@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
 from asgiref.sync import async_to_sync
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from . import hub, protocol, selectors
@@ -48,43 +50,76 @@ def room_get_or_create(*, slug: str, title: str = "") -> Room:
 def message_store(
     *, room: Room, author: str, user_id: int | None, body: str, client_id: str, system: bool = False
 ) -> Posted:
-    """Store one message with the room's next sequence number, or find the earlier copy."""
+    """Store one message with the room's next sequence number, or find the earlier copy.
+
+    The hot path is two statements in one transaction: take the next ``seq`` and insert. A
+    re-send (same ``client_id``) fails the insert on the unique ``(room, client_id)`` index; the
+    transaction rolls back, ``seq`` included, and the earlier copy is returned.
+    """
     protocol.check_body(
         body, max_body_chars=settings.RIPPLE_MAX_BODY_CHARS, room=room.slug, client_id=client_id
     )
     if not protocol.CLIENT_ID_RE.fullmatch(client_id):
         raise protocol.ProtocolError(protocol.INVALID_FIELD, "invalid client_id", field="client_id")
-    earlier = _message_by_client_id(room, client_id)
-    if earlier is None:
+    now = timezone.now()
+    try:
         with transaction.atomic():
-            # The row lock (PostgreSQL) or the write lock taken at BEGIN (SQLite, IMMEDIATE)
-            # serialises writers of this room until commit, so seq is last_seq + 1 exactly once.
-            locked = Room.objects.select_for_update().only("last_seq", "closed_at").get(pk=room.pk)
-            earlier = _message_by_client_id(room, client_id)
-            if earlier is None:
-                if locked.closed_at is not None:
-                    raise RoomClosed(room.slug)
-                now = timezone.now()
-                seq = locked.last_seq + 1
-                Room.objects.filter(pk=room.pk).update(last_seq=seq, last_message_at=now)
-                message = Message.objects.create(
-                    room=room,
-                    seq=seq,
-                    user_id=user_id,
-                    author=author,
-                    body=body,
-                    client_id=client_id,
-                    sent_at=now,
-                    system=system,
-                )
-                return Posted(message=message, created=True, room_slug=room.slug)
+            seq = _take_next_seq(room.pk, now)
+            if seq is None:
+                raise RoomClosed(room.slug)
+            message = Message.objects.create(
+                room=room,
+                seq=seq,
+                user_id=user_id,
+                author=author,
+                body=body,
+                client_id=client_id,
+                sent_at=now,
+                system=system,
+            )
+        return Posted(message=message, created=True, room_slug=room.slug)
+    except (IntegrityError, RoomClosed):
+        # A re-send is answered with its earlier copy, even in a room closed since.
+        earlier = _message_by_client_id(room, client_id)
+        if earlier is None:
+            raise
     if earlier.author != author or earlier.user_id != user_id:
         raise ClientIdConflict(client_id)
     return Posted(message=earlier, created=False, room_slug=room.slug)
 
 
+def _take_next_seq(room_id: int, now: datetime) -> int | None:
+    """Increment the room's ``last_seq`` and return it; None when the room is closed or gone.
+
+    One ``UPDATE ... RETURNING``: the row lock it takes (PostgreSQL), or the write lock taken
+    at ``BEGIN IMMEDIATE`` (SQLite), serialises the room's writers until commit, so each
+    ``seq`` is handed out exactly once.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(_next_seq_sql(), [connection.ops.adapt_datetimefield_value(now), room_id])
+        row = cursor.fetchone()
+    return None if row is None else int(row[0])
+
+
+@functools.cache
+def _next_seq_sql() -> str:
+    quote = connection.ops.quote_name
+    table = quote(Room._meta.db_table)
+    pk, last_seq, last_message_at, closed_at = (
+        quote(Room._meta.get_field(name).column)
+        for name in ("id", "last_seq", "last_message_at", "closed_at")
+    )
+    # Identifiers come from the model's metadata; the values are bound parameters.
+    return (
+        f"UPDATE {table} SET {last_seq} = {last_seq} + 1, {last_message_at} = %s"  # noqa: S608
+        f" WHERE {pk} = %s AND {closed_at} IS NULL RETURNING {last_seq}"
+    )
+
+
 def _message_by_client_id(room: Room, client_id: str) -> Message | None:
-    return Message.objects.filter(room=room, client_id=client_id).first()
+    # No ORDER BY: (room, client_id) is unique.
+    found = list(Message.objects.filter(room=room, client_id=client_id).order_by()[:1])
+    return found[0] if found else None
 
 
 async def message_publish(posted: Posted) -> None:

@@ -15,3 +15,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {
         "NAME": str(Path(tempfile.gettempdir()) / f"ripple-test-{os.getpid()}.sqlite3")
     }
+
+# In this process only: connections opened in asgiref's worker threads by in-process consumer
+# tests would outlive the test database (PostgreSQL refuses to drop a database in use). The
+# daphne processes the tests start use project.settings, persistent connections included.
+DATABASES["default"]["CONN_MAX_AGE"] = 0
