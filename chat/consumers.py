@@ -10,6 +10,7 @@ from typing import Any
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.sessions import InstanceSessionWrapper
 from django.conf import settings
 
 from . import heartbeat, hub, protocol, services
@@ -29,6 +30,15 @@ class ChatConsumer(AsyncWebsocketConsumer):
     """One browser tab: any number of room subscriptions over one socket."""
 
     channel_layer_alias = NO_CHANNEL_LAYER
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        # Channels' session middleware wraps ``send`` to save a modified session on HTTP
+        # responses, reading the lazy session on every frame; a socket never saves one, and
+        # the room hub sends each message to every local subscriber, so frames skip it.
+        wrapper = getattr(send, "__self__", None)
+        if isinstance(wrapper, InstanceSessionWrapper):
+            send = wrapper.real_send
+        await super().__call__(scope, receive, send)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels' dispatch closes stale database connections in a thread hop before every

@@ -10,6 +10,7 @@ from datetime import datetime
 from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Field
 from django.utils import timezone
 
 from . import hub, protocol, selectors
@@ -103,16 +104,17 @@ def _take_next_seq(room_id: int, now: datetime) -> int | None:
 
 @functools.cache
 def _next_seq_sql() -> str:
-    quote = connection.ops.quote_name
-    table = quote(Room._meta.db_table)
-    pk, last_seq, last_message_at, closed_at = (
-        quote(Room._meta.get_field(name).column)
-        for name in ("id", "last_seq", "last_message_at", "closed_at")
-    )
+    def column(name: str) -> str:
+        field = Room._meta.get_field(name)
+        assert isinstance(field, Field) and field.column
+        return connection.ops.quote_name(field.column)
+
+    table = connection.ops.quote_name(Room._meta.db_table)
+    last_seq = column("last_seq")
     # Identifiers come from the model's metadata; the values are bound parameters.
     return (
-        f"UPDATE {table} SET {last_seq} = {last_seq} + 1, {last_message_at} = %s"  # noqa: S608
-        f" WHERE {pk} = %s AND {closed_at} IS NULL RETURNING {last_seq}"
+        f"UPDATE {table} SET {last_seq} = {last_seq} + 1, {column('last_message_at')} = %s"  # noqa: S608
+        f" WHERE {column('id')} = %s AND {column('closed_at')} IS NULL RETURNING {last_seq}"
     )
 
 
