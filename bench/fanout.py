@@ -19,6 +19,7 @@ from typing import Any
 
 from . import loadgen, report, servers
 
+HELP = "one publisher and N subscribers per room: deliveries/s, latency, CPU µs per delivery"
 TARGETS = ("ripple", "baseline")
 LAYERS = ("core", "pubsub")
 
@@ -30,7 +31,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--rooms", type=bounded_int(1, 1000), default=1)
     parser.add_argument("--subs", type=bounded_int(1, 5000), default=300, help="subscribers per room")
-    parser.add_argument("--workers", type=bounded_int(1, 16), default=2, help="daphne processes")
+    parser.add_argument("--workers", type=bounded_int(1, 16), default=2, help="server processes")
+    parser.add_argument(
+        "--server",
+        choices=servers.ASGI_SERVERS,
+        default="daphne",
+        help="the ASGI server that runs both targets (uvicorn: with its websockets protocol)",
+    )
     parser.add_argument("--mode", choices=("closed", "open"), default="closed")
     parser.add_argument(
         "--window", type=bounded_int(1, 1000), default=4, help="closed loop: messages in flight per publisher"
@@ -208,7 +215,11 @@ def run_pair(
         # Other people may edit the code while a series runs: record what these workers loaded.
         code_digest = report.code_state(servers.ROOT)["digest"]
         workers = servers.start_workers(
-            args.workers, env={**env, "RIPPLE_CHANNEL_LAYER": layer}, app=app, pinning=pinning
+            args.workers,
+            env={**env, "RIPPLE_CHANNEL_LAYER": layer},
+            app=app,
+            pinning=pinning,
+            server=args.server,
         )
         pids = [worker.pid for worker in workers]
 

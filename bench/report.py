@@ -20,7 +20,17 @@ try:
 except ImportError:  # plain text without rich
     Console = None  # type: ignore[assignment,misc]
 
-PACKAGES = ("Django", "channels", "channels-redis", "daphne", "redis", "websockets", "Twisted", "uvloop")
+PACKAGES = (
+    "Django",
+    "channels",
+    "channels-redis",
+    "daphne",
+    "uvicorn",
+    "redis",
+    "websockets",
+    "Twisted",
+    "uvloop",
+)
 
 
 def machine() -> dict[str, Any]:

@@ -24,6 +24,7 @@ from tests.support.processes import ROOT, DaphneServer, RedisServer
 
 RIPPLE_APP = "project.asgi:application"
 BASELINE_APP = "bench.baseline_asgi:application"
+ASGI_SERVERS = ("daphne", "uvicorn")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 # Inherited variables that would change what is measured; every one the servers need is set here.
 SCRUBBED_PREFIXES = ("DJANGO_", "RIPPLE_", "DATABASE_URL", "REDIS_URL")
@@ -78,10 +79,29 @@ def raise_open_files_limit() -> int:
 class BenchDaphne(DaphneServer):
     """A daphne worker serving ``app``, optionally pinned, with only the environment given."""
 
-    def __init__(self, env: dict[str, str], *, app: str, pinning: Pinning) -> None:
+    def __init__(self, env: dict[str, str], *, app: str, pinning: Pinning, server: str = "daphne") -> None:
         super().__init__(env)
         assert self.argv[-1] == RIPPLE_APP, self.argv
         self.argv[-1] = app
+        if server == "uvicorn":
+            # Same application, same port; uvicorn's own websockets protocol, no access log.
+            self.argv = [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--ws",
+                "websockets",
+                "--lifespan",
+                "off",
+                "--no-access-log",
+                app,
+            ]
+        elif server != "daphne":
+            raise ValueError(f"unknown ASGI server {server!r}")
         self.argv = [*pinning.prefix(), *self.argv]
         inherited = {k: v for k, v in (self.env or {}).items() if not k.startswith(SCRUBBED_PREFIXES)}
         self.env = {
@@ -127,9 +147,11 @@ class BenchRedis(RedisServer):
         self.argv = [*pinning.prefix(), *self.argv]
 
 
-def start_workers(count: int, *, env: dict[str, str], app: str, pinning: Pinning) -> list[BenchDaphne]:
-    """Start ``count`` daphne workers at once and wait until each answers /healthz."""
-    workers = [BenchDaphne(env, app=app, pinning=pinning) for _ in range(count)]
+def start_workers(
+    count: int, *, env: dict[str, str], app: str, pinning: Pinning, server: str = "daphne"
+) -> list[BenchDaphne]:
+    """Start ``count`` workers (daphne or uvicorn) at once and wait until each answers /healthz."""
+    workers = [BenchDaphne(env, app=app, pinning=pinning, server=server) for _ in range(count)]
     try:
         with ThreadPoolExecutor(max_workers=count) as pool:
             for future in [pool.submit(worker.start) for worker in workers]:
