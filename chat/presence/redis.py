@@ -31,9 +31,18 @@ class RedisPresenceStore:
 
     def __init__(self, url: str, *, ttl_s: float) -> None:
         self.ttl_s = ttl_s
-        self.redis = aioredis.Redis.from_url(
-            url, socket_timeout=5, socket_connect_timeout=5, max_connections=50, decode_responses=True
+        # A blocking pool: a burst of subscribes (a reconnect storm) waits up to 5 s for one of
+        # the 50 connections instead of failing with "Too many connections" (bench storm saw
+        # 11-21 % of 1,000 re-subscribes fail that way with a plain pool of 50).
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=50,
+            timeout=5,
+            socket_timeout=5,
+            socket_connect_timeout=5,
+            decode_responses=True,
         )
+        self.redis = aioredis.Redis.from_pool(pool)  # closing the client closes the pool
 
     async def add(self, room: str, process: str, member: Member) -> None:
         async with self.redis.pipeline(transaction=False) as pipe:
