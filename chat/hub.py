@@ -76,6 +76,8 @@ class RoomStream:
         self.subscribers: dict[Any, Subscription] = {}
         # The room's members across all processes, as last read and told to subscribers here.
         self.members: set[Member] = set()
+        # ``members`` as sent in a ``subscribed`` frame, built once per change of the set.
+        self._members_json: tuple[set[Member], list[dict[str, str]]] | None = None
         self.presence_timer: asyncio.TimerHandle | None = None
         # Newest seq handed to subscribers here; None until the group is joined.
         self.delivered: int | None = None
@@ -89,6 +91,13 @@ class RoomStream:
         # Attaches in progress: the stream stays joined while one is running.
         self.attaching = 0
         self.fill_timer: asyncio.TimerHandle | None = None
+
+    def members_json(self, including: Member) -> list[dict[str, str]]:
+        """The members for a newcomer's ``subscribed``: everyone known here, and the newcomer."""
+        cached = self._members_json
+        if cached is None or cached[0] is not self.members:
+            cached = self._members_json = (self.members, [m.as_json() for m in sorted(self.members)])
+        return cached[1] if including in self.members else [*cached[1], including.as_json()]
 
     def recent_after(self, seq: int) -> list[tuple[int, str]] | None:
         """Delivered frames above ``seq``, or None when the ring no longer reaches back that far."""
@@ -173,11 +182,13 @@ class RoomHub:
                             room_id=room_id, room_slug=slug, after=start, upto=stream.delivered
                         )
                     behind = recent
-                # A fresh read for the newcomer; the others hear of it in the next batched sync,
-                # which the newcomer gets too (joins and leaves are set operations).
-                members = await self.presence.members(slug)
+                # The newcomer gets the list this process's subscribers have, itself added; the
+                # next batched sync (other arrivals in this batch window included) goes to all
+                # of them alike, as a difference.
+                # Only the room's first subscriber here reads the store: with 1,000 members a
+                # read per subscribe made a mass connect quadratic (bench capacity).
                 if not stream.subscribers:
-                    stream.members = members  # nobody here to tell of the difference
+                    stream.members = await self.presence.members(slug)
                 stream.subscribers[consumer] = Subscription(max(start, stream.delivered), member)
                 arrived = False  # the subscription owns the arrival now; detach undoes it
                 await consumer.base_send(
@@ -188,7 +199,7 @@ class RoomHub:
                             messages=history.messages,
                             last_seq=start,
                             complete=history.complete,
-                            members=[m.as_json() for m in sorted(members)],
+                            members=stream.members_json(including=member),
                             ref=ref,
                         ),
                     }

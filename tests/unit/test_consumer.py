@@ -284,6 +284,17 @@ async def test_server_pings_and_a_silent_client_is_closed_with_4408(ws_client, f
         assert output["code"] == 4408
 
 
+async def test_a_client_that_pings_every_interval_is_never_pinged(ws_client, fast_heartbeat):
+    async with ws_client() as client:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 1.2  # three times interval + timeout
+        while loop.time() < deadline:
+            await client.send({"type": "ping", "t": 7})
+            assert (await client.recv(timeout=1))["type"] == "pong"
+            # One interval of quiet from the server until the next ping.
+            assert await client.nothing_more(timeout=fast_heartbeat.RIPPLE_HEARTBEAT_INTERVAL_S)
+
+
 async def test_any_frame_keeps_a_connection_alive(ws_client, fast_heartbeat):
     async with ws_client() as client:
         loop = asyncio.get_running_loop()
