@@ -42,8 +42,9 @@ run: migrate ## start daphne on http://127.0.0.1:8000 (SQLite, in-memory layer u
 cluster: $(VENV)/.dev ## a Redis and two daphne workers on :8001 and :8002 sharing rooms (Ctrl-C stops all)
 	$(RUN_ENV) $(BIN)/python deploy/cluster.py
 
-bench: $(VENV)/.dev ## fan-out benchmark against the Channels tutorial consumer (bench/README.md)
-	$(BIN)/python -m bench fanout
+SCENARIO ?= fanout
+bench: $(VENV)/.dev ## a benchmark scenario: SCENARIO=fanout|echo|capacity|storm (bench/README.md)
+	$(BIN)/python -m bench $(SCENARIO) $(BENCH_ARGS)
 
 test: dev lint test-python test-js ## lint, then the whole suite: Python (unit, integration, browser) and JavaScript
 

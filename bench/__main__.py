@@ -3,25 +3,30 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
-from . import fanout
+# Each scenario module has a docstring (its --help text), HELP (one line), add_arguments(parser),
+# check_arguments(parser, args) and run(args) -> exit status.
+SCENARIOS = ("fanout", "echo", "capacity", "storm")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
-        description="Measure Ripple against the Channels tutorial consumer on loopback.",
+        description="Measure Ripple (and the Channels tutorial consumer) on loopback.",
     )
     scenarios = parser.add_subparsers(dest="scenario", required=True, metavar="scenario")
-    fan = scenarios.add_parser(
-        "fanout",
-        help="one publisher and N subscribers per room: deliveries/s, latency, CPU µs per delivery",
-        description=fanout.__doc__,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    fanout.add_arguments(fan)
-    fan.set_defaults(func=fanout.run, check=fanout.check_arguments, parser=fan)
+    for name in SCENARIOS:
+        module = importlib.import_module(f"bench.{name}")
+        sub = scenarios.add_parser(
+            name,
+            help=module.HELP,
+            description=module.__doc__,
+            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        )
+        module.add_arguments(sub)
+        sub.set_defaults(func=module.run, check=module.check_arguments, parser=sub)
     args = parser.parse_args(argv)
     args.check(args.parser, args)
     return args.func(args)

@@ -1,0 +1,83 @@
+"""The echo and capacity scenarios run end to end on a tiny load: a real worker, real Redis, JSON out."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.support.processes import ROOT
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+REPORT_KEYS = {
+    "scenario",
+    "command_line",
+    "machine",
+    "versions",
+    "options",
+    "results",
+    "notes",
+    "server_logs",
+}
+
+
+def run_bench(tmp_path, redis_url: str, database_url: str, *args: str) -> dict:
+    """Run ``python -m bench *args`` on the test run's Redis and database; its JSON report."""
+    out = tmp_path / "report.json"
+    servers = [f"--redis-url={redis_url}", f"--database-url={database_url}"]
+    command = [sys.executable, "-m", "bench", *args, *servers, "--no-pin", f"--json={out}"]
+    completed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=90, check=False)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    report = json.loads(out.read_text())
+    assert report.keys() >= REPORT_KEYS
+    assert report["versions"]["daphne"]
+    assert report["server_logs"]["count"] == 0, report["server_logs"]
+    return report
+
+
+def test_echo_scenario_times_every_message_and_its_ack(tmp_path, redis_url, live_database_url):
+    report = run_bench(
+        tmp_path, redis_url, live_database_url, "echo", "--count=30", "--warmup-count=5", "--layer=pubsub"
+    )
+    result = report["results"]
+    assert report["scenario"] == "echo"
+    assert result["messages_measured"] == 30
+    assert result["timeouts"] == result["failures"] == 0
+    assert result["seq_repeats"] == 0
+    ack, delivery = result["ack_ms"], result["delivery_ms"]
+    assert ack["samples"] == delivery["samples"] == 30
+    assert 0 < ack["p50"] <= ack["p90"] <= ack["p99"] <= ack["max"]
+    assert 0 < delivery["p50"] <= delivery["max"]
+    assert ack["p50"] <= delivery["p50"]
+    assert result["server_cpu_us_per_message"] > 0
+
+
+def test_capacity_scenario_keeps_every_idle_socket_open(tmp_path, redis_url, live_database_url):
+    report = run_bench(
+        tmp_path,
+        redis_url,
+        live_database_url,
+        "capacity",
+        "--sockets=50",
+        "--rooms=5",
+        "--idle=2",
+        # Heartbeats within the short idle window: pings both ways must keep every socket open.
+        "--server-env=RIPPLE_HEARTBEAT_INTERVAL_S=0.5",
+        "--server-env=RIPPLE_HEARTBEAT_TIMEOUT_S=0.5",
+    )
+    result = report["results"]
+    assert report["scenario"] == "capacity"
+    sockets = result["sockets"]
+    assert sockets["open"] == sockets["wanted"] == 50
+    assert sockets["handshake_failures"] == sockets["subscribe_failures"] == 0
+    assert result["connects_per_s"] > 0
+    assert result["memory_kib"]["after_idle"]["rss"] > result["memory_kib"]["before"]["rss"] > 0
+    assert result["kib_per_socket"] > 0
+    assert result["idle_server_cpu_pct"] >= 0
+    assert result["heartbeat"] == {"interval_s": 0.5, "timeout_s": 0.5}
+    # The clients ping every interval, so the server never pings them (docs/protocol.md).
+    assert result["frames_received_in_idle"].get("ping", 0) == 0
+    assert result["frames_received_in_idle"]["pong"] > 0  # answers to the client's own pings
+    assert result["closed_by_server_in_idle"] == result["closed_by_server_before_idle"] == 0
+    assert result["late_or_missing_pongs"] == 0
