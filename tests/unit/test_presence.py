@@ -3,6 +3,8 @@ import asyncio
 import pytest
 from channels.db import database_sync_to_async
 
+from chat.hub import presence_batch_s
+
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
@@ -93,3 +95,10 @@ async def test_joins_in_one_batch_window_arrive_as_one_frame(ws_client, settings
             batch = await host.recv_presence()
             assert len(batch["joins"]) == 3
             assert await host.nothing_more(0.5)
+
+
+def test_presence_batches_stretch_with_the_room_and_stop_stretching(settings):
+    settings.RIPPLE_PRESENCE_BATCH_S = 0.25
+    assert presence_batch_s(0) == presence_batch_s(100) == 0.25
+    assert presence_batch_s(1_000) == 2.5
+    assert presence_batch_s(100_000) == 2.5  # at most ten times the setting
