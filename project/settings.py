@@ -38,7 +38,7 @@ def env_float(name: str, default: float) -> float:
     return number
 
 
-def env_int(name: str, default: int) -> int:
+def env_int(name: str, default: int, *, minimum: int = 1) -> int:
     value = os.environ.get(name)
     if value is None or value == "":
         return default
@@ -46,8 +46,8 @@ def env_int(name: str, default: int) -> int:
         number = int(value)
     except ValueError:
         raise ImproperlyConfigured(f"{name} must be a whole number, not {value!r}") from None
-    if number <= 0:
-        raise ImproperlyConfigured(f"{name} must be greater than 0, not {value!r}")
+    if number < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}, not {value!r}")
     return number
 
 
@@ -111,7 +111,7 @@ DATABASES = {
     "default": dj_database_url.parse(
         env("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
         # Persistent connections: opening one per query (0) costs more than the query itself.
-        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 600),
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 600, minimum=0),
         conn_health_checks=True,
     )
 }
