@@ -1,12 +1,10 @@
 """The echo and capacity scenarios run end to end on a tiny load: a real worker, real Redis, JSON out."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 
-from tests.support.processes import ROOT
+from tests.support import bench_run
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -26,8 +24,7 @@ def run_bench(tmp_path, redis_url: str, database_url: str, *args: str) -> dict:
     """Run ``python -m bench *args`` on the test run's Redis and database; its JSON report."""
     out = tmp_path / "report.json"
     servers = [f"--redis-url={redis_url}", f"--database-url={database_url}"]
-    command = [sys.executable, "-m", "bench", *args, *servers, "--no-pin", f"--json={out}"]
-    completed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=90, check=False)
+    completed = bench_run.run_bench([*args, *servers, "--no-pin", f"--json={out}"], timeout_s=90)
     assert completed.returncode == 0, completed.stdout + completed.stderr
     report = json.loads(out.read_text())
     assert report.keys() >= REPORT_KEYS

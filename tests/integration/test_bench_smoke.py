@@ -1,12 +1,10 @@
 """The benchmark tool runs end to end on a tiny load: real daphne workers, real Redis, JSON out."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 
-from tests.support.processes import ROOT
+from tests.support.bench_run import run_bench
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -32,9 +30,6 @@ def test_fanout_scenario_measures_both_targets_without_losing_ripple_messages(
 ):
     out = tmp_path / "fanout.json"
     command = [
-        sys.executable,
-        "-m",
-        "bench",
         "fanout",
         "--rooms=2",
         "--subs=3",
@@ -48,7 +43,7 @@ def test_fanout_scenario_measures_both_targets_without_losing_ripple_messages(
         f"--database-url={live_database_url}",
         f"--json={out}",
     ]
-    completed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=100, check=False)
+    completed = run_bench(command, timeout_s=100)
     assert completed.returncode == 0, completed.stdout + completed.stderr
 
     report = json.loads(out.read_text())

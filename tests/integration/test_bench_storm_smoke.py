@@ -1,12 +1,10 @@
 """The storm scenario runs end to end on a tiny load: two real workers restarted under real clients."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 
-from tests.support.processes import ROOT
+from tests.support.bench_run import run_bench
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -38,14 +36,7 @@ def test_storm_scenario_brings_every_client_back_after_both_workers_restart(
     storm = [f"--clients={CLIENTS}", f"--rooms={ROOMS}", "--workers=2", "--restart=all"]
     storm += [f"--messages={MESSAGES}", "--timeout=30", "--no-pin"]
     backing = [f"--redis-url={redis_url}", f"--database-url={live_database_url}"]
-    done = subprocess.run(
-        [sys.executable, "-m", "bench", "storm", *storm, *backing, f"--json={json_path}"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=100,
-        check=False,
-    )
+    done = run_bench(["storm", *storm, *backing, f"--json={json_path}"], timeout_s=100)
     assert done.returncode == 0, done.stdout + done.stderr
 
     report = json.loads(json_path.read_text())
