@@ -31,6 +31,23 @@ def test_same_client_id_is_stored_once(room):
     assert Room.objects.get(pk=room.pk).last_seq == 1
 
 
+def test_a_resend_leaves_no_gap_in_the_sequence(room):
+    store(room, client_id="one")
+    store(room, client_id="one")  # rejected by the unique index; its seq is rolled back
+    assert store(room, client_id="two").message.seq == 2
+
+
+def test_a_resend_into_a_room_closed_since_gets_its_earlier_copy(room):
+    first = store(room, client_id="before-close")
+    services.room_close(room=room)
+    again = store(room, client_id="before-close")
+    assert not again.created and again.message.seq == first.message.seq
+    with pytest.raises(services.RoomClosed):
+        store(room, client_id="after-close")
+    assert Message.objects.filter(room=room).count() == 1
+    assert Room.objects.get(pk=room.pk).last_seq == 1
+
+
 def test_client_id_of_another_author_is_a_conflict(room):
     store(room, client_id="mine", author="ann")
     with pytest.raises(services.ClientIdConflict):
