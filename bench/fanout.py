@@ -32,12 +32,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rooms", type=bounded_int(1, 1000), default=1)
     parser.add_argument("--subs", type=bounded_int(1, 5000), default=300, help="subscribers per room")
     parser.add_argument("--workers", type=bounded_int(1, 16), default=2, help="server processes")
-    parser.add_argument(
-        "--server",
-        choices=servers.ASGI_SERVERS,
-        default="daphne",
-        help="the ASGI server that runs both targets (uvicorn: with its websockets protocol)",
-    )
     parser.add_argument("--mode", choices=("closed", "open"), default="closed")
     parser.add_argument(
         "--window", type=bounded_int(1, 1000), default=4, help="closed loop: messages in flight per publisher"
@@ -52,22 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--warmup", type=bounded_float(0, 60), default=2.0, help="seconds of load before measuring"
     )
     parser.add_argument("--body-bytes", type=bounded_int(40, 4000), default=64)
-    parser.add_argument("--json", metavar="PATH", help="write the whole report here")
-    parser.add_argument("--database-url", help="default: a fresh SQLite file, migrated by the tool")
-    parser.add_argument("--redis-url", help="default: a redis-server of the tool's own")
-    parser.add_argument(
-        "--pin",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="servers and Redis on one CPU, the load generator on another (default: on with ≥ 2 CPUs)",
-    )
-    parser.add_argument(
-        "--server-env",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="extra environment for the daphne workers (repeatable); default: Ripple's defaults",
-    )
+    servers.add_process_arguments(parser)
 
 
 def bounded_int(low: int, high: int) -> Callable[[str], int]:
@@ -95,9 +74,7 @@ def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -
         parser.error("--mode open needs --rate")
     if args.rooms * (args.subs + 1) > 20_000:
         parser.error("at most 20,000 sockets (rooms × (subs + 1))")
-    for item in args.server_env:
-        if "=" not in item:
-            parser.error(f"--server-env takes NAME=VALUE, not {item!r}")
+    servers.check_process_arguments(parser, args)
 
 
 def describe_load(args: argparse.Namespace) -> str:

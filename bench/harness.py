@@ -36,37 +36,18 @@ Table = tuple[list[str], list[list[str]]]
 
 
 def add_server_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of every one-worker scenario: layer, database, Redis, pinning, worker env, JSON."""
-    options: dict[str, dict[str, Any]] = {
-        "--layer": {"choices": LAYERS, "default": "pubsub", "help": "none: the in-memory layer, no Redis"},
-        "--server": {
-            "choices": servers.ASGI_SERVERS,
-            "default": "daphne",
-            "help": "the ASGI server of the worker (uvicorn: with its websockets protocol)",
-        },
-        "--json": {"metavar": "PATH", "help": "write the whole report here"},
-        "--database-url": {"help": "default: a fresh SQLite file, migrated by the tool"},
-        "--redis-url": {"help": "default: a redis-server of the tool's own (none with --layer none)"},
-        "--pin": {
-            "action": argparse.BooleanOptionalAction,
-            "default": None,
-            "help": "the worker and Redis on one CPU, the load generator on another (default: with ≥ 2 CPUs)",
-        },
-        "--server-env": {
-            "action": "append",
-            "default": [],
-            "metavar": "NAME=VALUE",
-            "help": "extra environment for the worker (repeatable), e.g. RIPPLE_HEARTBEAT_INTERVAL_S=5",
-        },
-    }
-    for flag, settings in options.items():
-        parser.add_argument(flag, **settings)
+    """The options of every one-worker scenario: the layer, and servers.add_process_arguments."""
+    parser.add_argument(
+        "--layer",
+        choices=LAYERS,
+        default="pubsub",
+        help="none: the in-memory layer, no Redis (then leave out --redis-url)",
+    )
+    servers.add_process_arguments(parser)
 
 
 def check_server_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    bad = [item for item in args.server_env if "=" not in item or item.startswith("=")]
-    if bad:
-        parser.error(f"--server-env takes NAME=VALUE, not {bad[0]!r}")
+    servers.check_process_arguments(parser, args)
     if args.layer == "none" and args.redis_url:
         parser.error("--layer none runs without Redis: leave out --redis-url")
 

@@ -7,6 +7,7 @@ the CPU time each process used.
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import shutil
@@ -29,6 +30,39 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 # Inherited variables that would change what is measured; every one the servers need is set here.
 SCRUBBED_PREFIXES = ("DJANGO_", "RIPPLE_", "DATABASE_URL", "REDIS_URL")
 PROBLEM_LINE = re.compile(r"Traceback|ERROR|WARNING|CRITICAL|over capacity")
+
+
+def add_process_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of every scenario about the processes it runs: server, database, Redis, pinning,
+    worker environment, and the JSON report."""
+    parser.add_argument(
+        "--server",
+        choices=ASGI_SERVERS,
+        default="daphne",
+        help="the ASGI server of the workers (uvicorn: with its websockets protocol)",
+    )
+    parser.add_argument("--json", metavar="PATH", help="write the whole report here")
+    parser.add_argument("--database-url", help="default: a fresh SQLite file, migrated by the tool")
+    parser.add_argument("--redis-url", help="default: a redis-server of the tool's own")
+    parser.add_argument(
+        "--pin",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the workers and Redis on one CPU, the load generator on another (default: with ≥ 2 CPUs)",
+    )
+    parser.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra environment for the workers (repeatable), e.g. RIPPLE_HEARTBEAT_INTERVAL_S=5",
+    )
+
+
+def check_process_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    bad = [item for item in args.server_env if "=" not in item or item.startswith("=")]
+    if bad:
+        parser.error(f"--server-env takes NAME=VALUE, not {bad[0]!r}")
 
 
 @dataclass(frozen=True)
