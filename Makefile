@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# The same flags as project/serving.py (frame size limits; no 24 h socket cap).
+DAPHNE_FLAGS := --websocket-max-message-size 65536 --websocket-max-frame-size 65536 --websocket_timeout -1
 
 # .env, when present, supplies settings to run targets (never to tests).
 ENV_FILE := $(wildcard .env)
@@ -37,7 +39,7 @@ migrate: $(VENV)/.runtime ## apply database migrations
 
 run: migrate ## start daphne on http://127.0.0.1:8000 (SQLite, in-memory layer unless .env says otherwise)
 	@echo "Ripple on http://$(HOST):$(PORT)/  (Ctrl-C to stop)"
-	$(RUN_ENV) DJANGO_DEBUG=$${DJANGO_DEBUG:-1} exec $(BIN)/daphne -b $(HOST) -p $(PORT) project.asgi:application
+	$(RUN_ENV) DJANGO_DEBUG=$${DJANGO_DEBUG:-1} exec $(BIN)/daphne -b $(HOST) -p $(PORT) $(DAPHNE_FLAGS) project.asgi:application
 
 cluster: $(VENV)/.dev ## a Redis and two daphne workers on :8001 and :8002 sharing rooms (Ctrl-C stops all)
 	$(RUN_ENV) $(BIN)/python deploy/cluster.py

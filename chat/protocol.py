@@ -60,10 +60,17 @@ PRESENCE = "presence"
 DELETED = "deleted"
 ROOM_CLOSED = "room_closed"
 
-# Close codes.
+# Close codes. 4400-4499 (except 4408): do not reconnect. 4500-4599: reconnect (with backoff;
+# 4512 right away, after a random delay).
 CLOSE_NORMAL = 1000
-CLOSE_HEARTBEAT_TIMEOUT = 4408
+CLOSE_SESSION_ENDED = 4401
 CLOSE_DISCONNECTED_BY_MODERATOR = 4403
+CLOSE_HEARTBEAT_TIMEOUT = 4408
+CLOSE_TOO_MANY_CONNECTIONS = 4409
+CLOSE_FLOODING = 4429
+CLOSE_TRY_AGAIN_LATER = 4503
+CLOSE_TOO_SLOW = 4509
+CLOSE_DRAINING = 4512
 
 # Error codes: stable strings, documented in docs/protocol.md.
 INVALID_JSON = "invalid_json"
@@ -83,6 +90,8 @@ TOO_MANY_SUBSCRIPTIONS = "too_many_subscriptions"
 CLIENT_ID_CONFLICT = "client_id_conflict"
 SERVER_ERROR = "server_error"
 ROOM_IS_CLOSED = "room_closed"
+RATE_LIMITED = "rate_limited"
+FORBIDDEN = "forbidden"
 ERROR_CODES = frozenset(
     {
         INVALID_JSON,
@@ -102,6 +111,8 @@ ERROR_CODES = frozenset(
         CLIENT_ID_CONFLICT,
         SERVER_ERROR,
         ROOM_IS_CLOSED,
+        RATE_LIMITED,
+        FORBIDDEN,
     }
 )
 

@@ -29,6 +29,9 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from project.serving import DAPHNE_FLAGS  # noqa: E402  (run as a script from anywhere)
+
 TAIL_LINES = 40
 PR_SET_PDEATHSIG = 1
 
@@ -282,7 +285,7 @@ class Cluster:
     def start_workers(self, env: dict[str, str]) -> list[Child]:
         workers = []
         for number, port in enumerate(self.args.ports, start=1):
-            argv = [sys.executable, "-m", "daphne", "-b", self.args.host, "-p", str(port)]
+            argv = [sys.executable, "-m", "daphne", "-b", self.args.host, "-p", str(port), *DAPHNE_FLAGS]
             argv.append("project.asgi:application")
             workers.append(self.start(f"worker{number}", argv, env))
         return workers

@@ -185,9 +185,25 @@ if not RIPPLE_SERVE_STATIC:
         "staticfiles": {"BACKEND": "project.storage.HashedStaticStorage"},
     }
 
+# Cookies: never readable from script, not sent on cross-site subrequests, and only over TLS
+# when DJANGO_HTTPS says the site is served over https (nginx or daphne's TLS endpoint).
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_HTTPONLY = True
 CSRF_COOKIE_SAMESITE = "Lax"
+DJANGO_HTTPS = env_bool("DJANGO_HTTPS", False)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = DJANGO_HTTPS
+if DJANGO_HTTPS:
+    # nginx terminates TLS and says so in X-Forwarded-Proto (deploy/nginx.conf).
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 0, minimum=0)
+SESSION_COOKIE_AGE = env_int("DJANGO_SESSION_COOKIE_AGE", 14 * 24 * 3600)
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "chat:index"
+LOGOUT_REDIRECT_URL = "chat:index"
+# Origins a WebSocket handshake (and the HTTP fallback's POST) may come from, as
+# scheme://host[:port]; empty: any origin whose host is in ALLOWED_HOSTS.
+RIPPLE_ALLOWED_ORIGINS = env_list("RIPPLE_ALLOWED_ORIGINS", "")
 
 LOGGING = {
     "version": 1,
@@ -220,3 +236,18 @@ RIPPLE_PRESENCE_GRACE_S = env_float("RIPPLE_PRESENCE_GRACE_S", 5.0)
 RIPPLE_PRESENCE_BATCH_S = env_float("RIPPLE_PRESENCE_BATCH_S", 0.25)
 RIPPLE_DASHBOARD_EXPIRY_S = env_float("RIPPLE_DASHBOARD_EXPIRY_S", 5.0)
 RIPPLE_DASHBOARD_REPORT_S = env_float("RIPPLE_DASHBOARD_REPORT_S", 1.0)
+
+# Hostile input (docs/security.md). Rates are tokens per second, bursts the bucket size.
+RIPPLE_RATE_MESSAGES_PER_S = env_float("RIPPLE_RATE_MESSAGES_PER_S", 5.0)
+RIPPLE_RATE_MESSAGES_BURST = env_int("RIPPLE_RATE_MESSAGES_BURST", 20)
+RIPPLE_RATE_USER_MESSAGES_PER_S = env_float("RIPPLE_RATE_USER_MESSAGES_PER_S", 10.0)
+RIPPLE_RATE_USER_MESSAGES_BURST = env_int("RIPPLE_RATE_USER_MESSAGES_BURST", 40)
+RIPPLE_RATE_FRAMES_PER_S = env_float("RIPPLE_RATE_FRAMES_PER_S", 20.0)
+RIPPLE_RATE_FRAMES_BURST = env_int("RIPPLE_RATE_FRAMES_BURST", 60)
+RIPPLE_FLOOD_STRIKES = env_int("RIPPLE_FLOOD_STRIKES", 30)
+RIPPLE_MAX_OUTBOUND_BYTES = env_int("RIPPLE_MAX_OUTBOUND_BYTES", 1024 * 1024)
+RIPPLE_MAX_CONNECTIONS_PER_USER = env_int("RIPPLE_MAX_CONNECTIONS_PER_USER", 20)
+RIPPLE_MAX_CONNECTIONS_PER_IP = env_int("RIPPLE_MAX_CONNECTIONS_PER_IP", 200)
+# Graceful restart: sockets are sent away over this window (manage.py drain, SIGTERM).
+RIPPLE_DRAIN_S = env_float("RIPPLE_DRAIN_S", 5.0)
+RIPPLE_DRAIN_ON_SIGTERM = env_bool("RIPPLE_DRAIN_ON_SIGTERM", True)

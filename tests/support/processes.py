@@ -13,6 +13,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from project.serving import DAPHNE_FLAGS
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -174,6 +176,7 @@ class DaphneServer(ManagedProcess):
                 "127.0.0.1",
                 "-p",
                 str(self.port),
+                *DAPHNE_FLAGS,
                 "project.asgi:application",
             ],
             env=full_env,
