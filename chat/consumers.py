@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
 import time
 import uuid
 from typing import Any
@@ -13,8 +15,8 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.sessions import InstanceSessionWrapper
 from django.conf import settings
 
-from . import heartbeat, hub, protocol, services
-from .identity import Identity, identity_from_scope
+from . import heartbeat, hub, limits, protocol, services
+from .identity import Identity, identity_from_scope, session_expiry, session_tag
 from .logs import log_event
 from .models import Room
 from .stats import stats
@@ -38,7 +40,32 @@ class ChatConsumer(AsyncWebsocketConsumer):
         wrapper = getattr(send, "__self__", None)
         if isinstance(wrapper, InstanceSessionWrapper):
             send = wrapper.real_send
+        self.too_slow = False
+        gauge = limits.outbound_gauge(send)
+        if gauge is not None:
+            send = self._guard_outbound(send, gauge)
         await super().__call__(scope, receive, send)
+
+    def _guard_outbound(self, send: Any, gauge: Any) -> Any:
+        """Close a socket whose unsent backlog passes RIPPLE_MAX_OUTBOUND_BYTES (a slow reader).
+
+        The server would otherwise buffer everything sent to a peer that stopped reading. Once
+        over the limit the socket gets close code 4509 (queued behind the backlog) and nothing
+        more; the client reconnects and resumes from the last seq it has.
+        """
+        limit = settings.RIPPLE_MAX_OUTBOUND_BYTES
+
+        async def guarded_send(message: dict[str, Any]) -> None:
+            if self.too_slow:
+                return
+            await send(message)
+            if gauge() > limit:
+                self.too_slow = True
+                stats.error("too_slow")
+                log_event("too_slow", connection=getattr(self, "connection_id", None), buffered=gauge())
+                await send({"type": "websocket.close", "code": protocol.CLOSE_TOO_SLOW})
+
+        return guarded_send
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels' dispatch closes stale database connections in a thread hop before every
@@ -53,8 +80,46 @@ class ChatConsumer(AsyncWebsocketConsumer):
         # Maps each subscribed room slug to its Room row.
         self.rooms: dict[str, Room] = {}
         self.last_seen = self.connected_at = time.monotonic()
+        self.counted: list[tuple[limits.ConnectionCounter, str]] = []
         self.identity: Identity = await identity_from_scope(self.scope, connection_id=self.connection_id)
+        session = self.scope.get("session")
+        self.session_tag = session_tag(session)
         await self.accept()
+        refusal = self._count_in()
+        if refusal is not None:
+            log_event(
+                "refused", connection=self.connection_id, reason=refusal, client=_client_address(self.scope)
+            )
+            await self.close(code=protocol.CLOSE_TOO_MANY_CONNECTIONS)
+            return
+        self.hub = hub.get_hub()
+        try:
+            await self.hub.connect(self)
+        except Exception:
+            # The channel layer (Redis) is away: a documented "come back later", not a 500.
+            logger.warning("the channel layer is unavailable; refusing a socket", exc_info=True)
+            log_event("refused", connection=self.connection_id, reason="layer_unavailable")
+            await self.close(code=protocol.CLOSE_TRY_AGAIN_LATER)
+            return
+        now = time.monotonic()
+        self.frame_bucket = limits.TokenBucket(
+            settings.RIPPLE_RATE_FRAMES_PER_S, settings.RIPPLE_RATE_FRAMES_BURST, now
+        )
+        self.message_bucket = limits.TokenBucket(
+            settings.RIPPLE_RATE_MESSAGES_PER_S, settings.RIPPLE_RATE_MESSAGES_BURST, now
+        )
+        self.user_bucket = limits.user_message_buckets.acquire(
+            self.identity.member_id,
+            settings.RIPPLE_RATE_USER_MESSAGES_PER_S,
+            settings.RIPPLE_RATE_USER_MESSAGES_BURST,
+        )
+        # Rejected frames forgiven at one a second: a client that keeps flooding runs out.
+        self.strikes = limits.TokenBucket(1.0, settings.RIPPLE_FLOOD_STRIKES, now)
+        self.session_timer: asyncio.TimerHandle | None = None
+        if session is not None and self.session_tag:
+            expires = await database_sync_to_async(session_expiry)(session)
+            if expires is not None:
+                self._arm_session_timer(expires)
         stats.connected(connection_id=self.connection_id, user=self.identity.name)
         log_event(
             "connect",
@@ -82,13 +147,81 @@ class ChatConsumer(AsyncWebsocketConsumer):
                     "max_subscriptions": settings.RIPPLE_MAX_SUBSCRIPTIONS,
                     "history_size": settings.RIPPLE_HISTORY_SIZE,
                     "resume_limit": settings.RIPPLE_RESUME_LIMIT,
+                    "messages_per_s": settings.RIPPLE_RATE_MESSAGES_PER_S,
+                    "messages_burst": settings.RIPPLE_RATE_MESSAGES_BURST,
+                    "frames_per_s": settings.RIPPLE_RATE_FRAMES_PER_S,
+                    "frames_burst": settings.RIPPLE_RATE_FRAMES_BURST,
                 },
             ),
         )
 
+    def _count_in(self) -> str | None:
+        """Count this socket against the per-user and per-address caps; the reason if over."""
+        checks = [
+            (
+                limits.connections_per_user,
+                self.identity.member_id,
+                settings.RIPPLE_MAX_CONNECTIONS_PER_USER,
+                "user",
+            ),
+        ]
+        client = self.scope.get("client")
+        if client:
+            checks.append(
+                (
+                    limits.connections_per_address,
+                    str(client[0]),
+                    settings.RIPPLE_MAX_CONNECTIONS_PER_IP,
+                    "address",
+                )
+            )
+        for counter, key, cap, what in checks:
+            if not counter.try_add(key, cap):
+                return f"too_many_connections_per_{what}"
+            self.counted.append((counter, key))
+        return None
+
+    def _count_out(self) -> None:
+        counted, self.counted = self.counted, []
+        for counter, key in counted:
+            counter.remove(key)
+
+    def _arm_session_timer(self, expires_at: float) -> None:
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, expires_at - time.time())
+        self.session_timer = loop.call_later(delay, lambda: loop.create_task(self._session_check()))
+
+    async def _session_check(self) -> None:
+        """The session's expiry came: close the socket, unless the session was extended."""
+        self.session_timer = None
+        session = self.scope.get("session")
+        try:
+            expires = await database_sync_to_async(session_expiry)(session)
+        except Exception:
+            logger.warning("checking a session's expiry failed; trying again in 60 s", exc_info=True)
+            self._arm_session_timer(time.time() + 60)
+            return
+        if expires is not None and expires > time.time():
+            self._arm_session_timer(expires)
+            return
+        await self.end_session("session_expired")
+
+    async def end_session(self, reason: str) -> None:
+        """Logout or expiry: this socket spoke for a session that no longer exists."""
+        log_event("session_ended", connection=self.connection_id, user=self.identity.name, reason=reason)
+        await self.close(code=protocol.CLOSE_SESSION_ENDED)
+
     async def disconnect(self, code: int) -> None:
+        self._count_out()
         if not hasattr(self, "monitor"):
-            return  # closed before the handshake finished
+            # Refused, or closed before the handshake finished.
+            if hasattr(self, "hub"):
+                await self.hub.disconnect(self)
+            return
+        if self.session_timer is not None:
+            self.session_timer.cancel()
+            self.session_timer = None
+        limits.user_message_buckets.release(self.identity.member_id)
         self.monitor.unregister(self)
         rooms, self.rooms = self.rooms, {}
         for slug in rooms:
@@ -119,30 +252,61 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.rooms.pop(slug, None)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        self.last_seen = time.monotonic()
+        now = self.last_seen = time.monotonic()
+        frame: protocol.Frame | None = None
         if text_data is None:
             stats.frame_in("binary")
-            await self.send_error(
-                protocol.ProtocolError(
-                    protocol.BINARY_NOT_SUPPORTED, "binary frames are not supported; send JSON text"
+            problem = protocol.ProtocolError(
+                protocol.BINARY_NOT_SUPPORTED, "binary frames are not supported; send JSON text"
+            )
+        else:
+            try:
+                frame = protocol.parse_client_frame(
+                    text_data,
+                    max_frame_chars=settings.RIPPLE_MAX_FRAME_CHARS,
+                    max_body_chars=settings.RIPPLE_MAX_BODY_CHARS,
                 )
-            )
+                problem = None
+            except protocol.ProtocolError as error:
+                stats.frame_in("invalid")
+                problem = error
+        # Every frame, valid or not, takes a token; a message also takes the socket's and the
+        # user's message tokens. A refused frame is answered and dropped before any query.
+        wait = self.frame_bucket.take(now)
+        if wait == 0.0 and frame is not None and frame.type == protocol.MESSAGE:
+            wait = limits.take_all((self.message_bucket, self.user_bucket), now)
+        if wait > 0.0:
+            await self.rate_limited(frame, wait, now)
             return
-        try:
-            frame = protocol.parse_client_frame(
-                text_data,
-                max_frame_chars=settings.RIPPLE_MAX_FRAME_CHARS,
-                max_body_chars=settings.RIPPLE_MAX_BODY_CHARS,
-            )
-        except protocol.ProtocolError as error:
-            stats.frame_in("invalid")
-            await self.send_error(error)
+        if problem is not None:
+            await self.send_error(problem)
             return
+        assert frame is not None
         stats.frame_in(frame.type)
         try:
             await self.handlers[frame.type](self, frame)
         except protocol.ProtocolError as error:
             await self.send_error(error)
+
+    async def rate_limited(self, frame: protocol.Frame | None, wait_s: float, now: float) -> None:
+        """Answer a frame over the rate limits; close a client that keeps sending them."""
+        if self.strikes.take(now) > 0.0:
+            stats.error("flooding")
+            log_event("flooding", connection=self.connection_id, user=self.identity.name)
+            await self.close(code=protocol.CLOSE_FLOODING)
+            return
+        extra: dict[str, Any] = {"retry_after_ms": math.ceil(wait_s * 1000)}
+        if frame is not None:
+            extra["ref"] = frame.ref
+            if frame.room is not None:
+                extra["room"] = frame.room
+            if frame.client_id is not None:
+                extra["client_id"] = frame.client_id
+        await self.send_error(
+            protocol.ProtocolError(
+                protocol.RATE_LIMITED, "too many frames; wait retry_after_ms and send again", **extra
+            )
+        )
 
     # Heartbeat (called by the process's HeartbeatMonitor).
 

@@ -45,6 +45,8 @@ EVENT_CLOSED = "room.closed"
 # Process-wide control events, sent to every hub through CONTROL_GROUP.
 CONTROL_GROUP = "ripple.control"
 EVENT_DISCONNECT_USER = "control.disconnect_user"
+# A session ended (logout): its sockets close with 4401.
+EVENT_END_SESSION = "control.end_session"
 # How many encoded frames each room keeps for subscribers that attach mid-burst.
 RECENT_FRAMES = 512
 # Presence batching stretches in large rooms (see presence_batch_s).
@@ -538,6 +540,11 @@ class RoomHub:
             return
         if kind == EVENT_DISCONNECT_USER:
             await self._disconnect_user(event["user_id"])
+            return
+        if kind == EVENT_END_SESSION:
+            for consumer in list(self.connections):
+                if consumer.session_tag == event["session"]:
+                    await consumer.end_session("logout")
             return
         stream = self.rooms.get(event.get("room", ""))
         if stream is None:

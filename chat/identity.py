@@ -69,3 +69,25 @@ async def identity_from_scope(scope: dict[str, Any], *, connection_id: str) -> I
         if name and session.session_key:
             return Identity(name=name, user_id=None, member_id=f"g{_opaque(session.session_key)}")
     return Identity(name=generated_guest_name(), user_id=None, member_id=f"c{connection_id[:15]}")
+
+
+def session_tag(session: Any) -> str:
+    """An opaque name for a session (its key is a credential): "" when there is none."""
+    key = getattr(session, "session_key", None) if session is not None else None
+    return f"s{_opaque(key)}" if key else ""
+
+
+def session_expiry(session: Any) -> float | None:
+    """When ``session`` expires (epoch seconds) as stored now, or None when it no longer exists.
+
+    Read from the store each time: another request may have extended the session, and logout
+    deletes it. Stores without a table (signed cookies, cache) answer from the session itself.
+    """
+    key = getattr(session, "session_key", None) if session is not None else None
+    if not key:
+        return None
+    model = getattr(session, "get_model_class", None)
+    if model is None:
+        return float(session.get_expiry_date().timestamp())
+    expires = model().objects.filter(session_key=key).values_list("expire_date", flat=True).first()
+    return None if expires is None else float(expires.timestamp())

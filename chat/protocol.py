@@ -151,7 +151,7 @@ def parse_client_frame(text: str, *, max_frame_chars: int, max_body_chars: int) 
         raise ProtocolError(FRAME_TOO_LARGE, f"frames are limited to {max_frame_chars} characters")
     try:
         data = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested thousands deep
         raise ProtocolError(INVALID_JSON, "the frame is not valid JSON") from None
     if not isinstance(data, dict):
         raise ProtocolError(INVALID_FRAME, "a frame must be a JSON object")
@@ -329,7 +329,7 @@ def welcome(
     heartbeat_interval_ms: int,
     heartbeat_timeout_ms: int,
     server_time_ms: int,
-    limits: dict[str, int],
+    limits: dict[str, int | float],
 ) -> str:
     return dumps(
         {

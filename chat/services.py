@@ -193,3 +193,9 @@ def room_reopen(*, room: Room) -> None:
 def user_disconnect(*, user_id: int) -> None:
     """Close every socket of a user, on every process, with the "do not reconnect" code."""
     async_to_sync(hub.control_event)(hub.EVENT_DISCONNECT_USER, {"user_id": user_id})
+
+
+def session_end(*, tag: str) -> None:
+    """Close every socket opened with the session ``tag`` (identity.session_tag), everywhere."""
+    if tag:
+        async_to_sync(hub.control_event)(hub.EVENT_END_SESSION, {"session": tag})
