@@ -95,6 +95,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.hub = hub.get_hub()
         try:
             await self.hub.connect(self)
+        except hub.Draining:
+            log_event("refused", connection=self.connection_id, reason="draining")
+            await self.close(code=protocol.CLOSE_DRAINING)
+            return
         except Exception:
             # The channel layer (Redis) is away: a documented "come back later", not a 500.
             logger.warning("the channel layer is unavailable; refusing a socket", exc_info=True)
@@ -113,6 +117,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             settings.RIPPLE_RATE_USER_MESSAGES_PER_S,
             settings.RIPPLE_RATE_USER_MESSAGES_BURST,
         )
+        self.messages_blocked_until = 0.0
         # Rejected frames forgiven at one a second: a client that keeps flooding runs out.
         self.strikes = limits.TokenBucket(1.0, settings.RIPPLE_FLOOD_STRIKES, now)
         self.session_timer: asyncio.TimerHandle | None = None
@@ -274,7 +279,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
         # user's message tokens. A refused frame is answered and dropped before any query.
         wait = self.frame_bucket.take(now)
         if wait == 0.0 and frame is not None and frame.type == protocol.MESSAGE:
-            wait = limits.take_all((self.message_bucket, self.user_bucket), now)
+            # Once a message is refused, later ones are refused until its retry time too: a
+            # token freed meanwhile must not let message 3 in before the re-sent message 2.
+            wait = max(0.0, self.messages_blocked_until - now)
+            if wait == 0.0:
+                wait = limits.take_all((self.message_bucket, self.user_bucket), now)
+                if wait > 0.0:
+                    self.messages_blocked_until = now + wait
         if wait > 0.0:
             await self.rate_limited(frame, wait, now)
             return

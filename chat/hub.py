@@ -19,7 +19,9 @@ the room and pushes the difference to its subscribers as one ``presence`` frame.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import random
 import time
 from collections import Counter, deque
 from typing import Any
@@ -29,7 +31,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from . import dashboard, protocol, selectors
+from . import dashboard, drain, protocol, selectors
 from .logs import log_event
 from .presence import Member, PresenceStore, presence_store
 from .stats import stats
@@ -47,6 +49,16 @@ CONTROL_GROUP = "ripple.control"
 EVENT_DISCONNECT_USER = "control.disconnect_user"
 # A session ended (logout): its sockets close with 4401.
 EVENT_END_SESSION = "control.end_session"
+# manage.py drain: the named processes (or all) send their sockets away (chat/drain.py).
+EVENT_DRAIN = "control.drain"
+# After the drain window, sockets still open are given this long to finish closing.
+DRAIN_GRACE_S = 2.0
+
+
+class Draining(Exception):
+    """This process is draining: the socket should go to another worker (4512)."""
+
+
 # How many encoded frames each room keeps for subscribers that attach mid-burst.
 RECENT_FRAMES = 512
 # Presence batching stretches in large rooms (see presence_batch_s).
@@ -54,6 +66,8 @@ PRESENCE_BATCH_MEMBERS = 100
 PRESENCE_BATCH_MAX_FACTOR = 10.0
 # The channel layer forgets group members after a day unless they are added again.
 GROUP_REFRESH_S = 3600.0
+# Redis must answer a PING within this, or the hub sends its sockets away with 4503.
+HEALTH_TIMEOUT_S = 2.0
 
 
 def room_group(slug: str) -> str:
@@ -145,17 +159,36 @@ class RoomHub:
         self._presence: PresenceStore | None = None
         self._local: Counter[tuple[str, Member]] = Counter()
         self._departing: dict[tuple[str, Member], asyncio.TimerHandle] = {}
+        # False from a failed health check (Redis away) until one succeeds again.
+        self.healthy = True
+        # Set when the last socket leaves, while a drain waits for that.
+        self._emptied: asyncio.Event | None = None
 
     # Connections.
 
     async def connect(self, consumer: Any) -> None:
-        """Count a socket in; the first one starts this loop's channel and tasks."""
+        """Count a socket in; the first one starts this loop's channel and tasks.
+
+        Raises when Redis does not answer (the socket is then closed with 4503): when this
+        starts the hub, and while the health check finds Redis away.
+        """
+        if drain.is_draining():
+            raise Draining()
+        if self.channel is None or not self.healthy:
+            await asyncio.wait_for(self.presence.ping(), HEALTH_TIMEOUT_S)
+        drain.install_sigterm_handler(asyncio.get_running_loop(), self.drain)
         self.connections.add(consumer)
-        await self._ensure_started()
+        try:
+            await self._ensure_started()
+        except BaseException:
+            self.connections.discard(consumer)
+            raise
 
     async def disconnect(self, consumer: Any) -> None:
         """Count a socket out (after detaching its rooms); the last one stops everything."""
         self.connections.discard(consumer)
+        if not self.connections and self._emptied is not None:
+            self._emptied.set()
         if not self.connections and not self.rooms:
             await self._stop()
 
@@ -541,6 +574,11 @@ class RoomHub:
         if kind == EVENT_DISCONNECT_USER:
             await self._disconnect_user(event["user_id"])
             return
+        if kind == EVENT_DRAIN:
+            if event.get("process") in (None, self.process_id):
+                log_event("drain_requested", signal="manage.py drain", window_s=event["window_s"])
+                asyncio.get_running_loop().create_task(self.drain(event["window_s"]))
+            return
         if kind == EVENT_END_SESSION:
             for consumer in list(self.connections):
                 if consumer.session_tag == event["session"]:
@@ -603,6 +641,7 @@ class RoomHub:
         tailed = presenced = refreshed = reported = now
         while True:
             await asyncio.sleep(tick)
+            await self._check_health()
             now = time.monotonic()
             if now - reported >= report_every - tick / 2:
                 reported = now
@@ -623,6 +662,57 @@ class RoomHub:
                         await self.layer.group_add(room_group(slug), self.channel)
                     except Exception:
                         logger.warning("refreshing room %s failed", slug, exc_info=True)
+
+    async def drain(self, window_s: float) -> None:
+        """Close every socket here with 4512, at random moments spread over ``window_s``.
+
+        Returns when they are all gone, or ``DRAIN_GRACE_S`` after the window.
+        """
+        drain.begin()
+        consumers = list(self.connections)
+        log_event("drain_started", sockets=len(consumers), window_s=window_s)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+
+        async def close_later(consumer: Any, delay: float) -> None:
+            await asyncio.sleep(delay)
+            try:
+                await consumer.close(code=protocol.CLOSE_DRAINING)
+            except Exception:
+                logger.debug("closing a socket failed", exc_info=True)
+
+        await asyncio.gather(*(close_later(c, random.uniform(0, window_s)) for c in consumers))  # noqa: S311 - jitter
+        if self.connections:
+            self._emptied = asyncio.Event()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._emptied.wait(), started + window_s + DRAIN_GRACE_S - loop.time())
+        log_event("drain_finished", left_open=len(self.connections), took_s=round(loop.time() - started, 3))
+
+    async def _check_health(self) -> None:
+        """Every tick: when Redis stops answering, send every socket here away with 4503.
+
+        Without Redis, messages would still be stored, but they would reach other processes
+        only through the tail check and presence would be frozen: a clear "try again later"
+        lets clients back off and resume once Redis is back, on whichever worker they reach.
+        """
+        try:
+            await asyncio.wait_for(self.presence.ping(), HEALTH_TIMEOUT_S)
+        except Exception as error:
+            if self.healthy:
+                self.healthy = False
+                logger.warning(
+                    "Redis does not answer (%r); closing %d sockets with 4503", error, len(self.connections)
+                )
+                log_event("layer_unavailable", sockets=len(self.connections), error=repr(error))
+                for consumer in list(self.connections):
+                    try:
+                        await consumer.close(code=protocol.CLOSE_TRY_AGAIN_LATER)
+                    except Exception:
+                        logger.debug("closing a socket failed", exc_info=True)
+            return
+        if not self.healthy:
+            self.healthy = True
+            log_event("layer_available")
 
     async def _report(self) -> None:
         """This process's numbers for the live dashboard (chat/dashboard.py)."""

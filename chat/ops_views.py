@@ -19,7 +19,7 @@ from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from . import dashboard
+from . import dashboard, drain
 from . import metrics as metrics_module
 
 # A readiness probe answers within this, whatever hangs behind it.
@@ -73,9 +73,10 @@ async def _check_channel_layer() -> str:
 async def readyz(request: HttpRequest) -> JsonResponse:
     """200 when the database and the channel layer answer; 503 naming the one that does not."""
     database, channel_layer = await asyncio.gather(_check_database(), _check_channel_layer())
-    ready = database == "ok" and channel_layer == "ok"
+    draining = drain.is_draining()
+    ready = database == "ok" and channel_layer == "ok" and not draining
     body: dict[str, Any] = {
-        "status": "ready" if ready else "not ready",
+        "status": "ready" if ready else ("draining" if draining else "not ready"),
         "database": database,
         "channel_layer": channel_layer,
     }

@@ -34,5 +34,8 @@ class MemoryPresenceStore:
     async def refresh(self, process: str, entries: list[tuple[str, Member]]) -> None:
         """Nothing expires in one process."""
 
+    async def ping(self) -> None:
+        return None
+
     async def close(self) -> None:
         self.rooms.clear()

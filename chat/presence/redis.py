@@ -79,5 +79,8 @@ class RedisPresenceStore:
         # A room whose every process died is forgotten a while after its entries expired.
         return int(self.ttl_s * 2) + 1
 
+    async def ping(self) -> None:
+        await self.redis.ping()
+
     async def close(self) -> None:
         await self.redis.aclose()
