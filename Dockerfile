@@ -33,8 +33,8 @@ EXPOSE 8000
 # --proxy-headers: the client address (and scheme) from nginx's X-Forwarded-* headers.
 # --ping-interval/--ping-timeout: protocol pings on idle sockets, alongside the app heartbeat.
 # --websocket_timeout -1: no 24 h cap on a socket's life (daphne's default is 86400 s).
-# --websocket-max-*-size 65536: the same flags as project/serving.py (frames over 64 KiB are dropped).
+# --websocket-max-*-size: the same flags as project/serving.py (incoming frames over 64 KiB are dropped).
 CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "--proxy-headers", \
      "--ping-interval", "20", "--ping-timeout", "30", "--websocket_timeout", "-1", \
-     "--websocket-max-message-size", "65536", "--websocket-max-frame-size", "65536", \
+     "--websocket-max-message-size", "4194304", "--websocket-max-frame-size", "65536", \
      "project.asgi:application"]

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 # The same flags as project/serving.py (frame size limits; no 24 h socket cap).
-DAPHNE_FLAGS := --websocket-max-message-size 65536 --websocket-max-frame-size 65536 --websocket_timeout -1
+DAPHNE_FLAGS := --websocket-max-message-size 4194304 --websocket-max-frame-size 65536 --websocket_timeout -1
 
 # .env, when present, supplies settings to run targets (never to tests).
 ENV_FILE := $(wildcard .env)

@@ -15,7 +15,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.sessions import InstanceSessionWrapper
 from django.conf import settings
 
-from . import heartbeat, hub, limits, protocol, services
+from . import drain, heartbeat, hub, limits, protocol, services
 from .identity import Identity, identity_from_scope, session_expiry, session_tag
 from .logs import log_event
 from .models import Room
@@ -40,30 +40,48 @@ class ChatConsumer(AsyncWebsocketConsumer):
         wrapper = getattr(send, "__self__", None)
         if isinstance(wrapper, InstanceSessionWrapper):
             send = wrapper.real_send
-        self.too_slow = False
+        self.too_slow = self.closing = False
         gauge = limits.outbound_gauge(send)
         if gauge is not None:
             send = self._guard_outbound(send, gauge)
-        await super().__call__(scope, receive, send)
+        self.cleaned_up = False
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # A consumer that crashed (or was cancelled by the server) never got its
+            # disconnect(): release its caps, rooms and presence all the same.
+            if not self.cleaned_up:
+                await self.disconnect(1011)
 
     def _guard_outbound(self, send: Any, gauge: Any) -> Any:
-        """Close a socket whose unsent backlog passes RIPPLE_MAX_OUTBOUND_BYTES (a slow reader).
+        """Close a socket whose unsent backlog keeps growing past RIPPLE_MAX_OUTBOUND_BYTES.
 
-        The server would otherwise buffer everything sent to a peer that stopped reading. Once
-        over the limit the socket gets close code 4509 (queued behind the backlog) and nothing
-        more; the client reconnects and resumes from the last seq it has.
+        The server would otherwise buffer everything sent to a peer that stopped reading. Before
+        each frame goes out, the backlog may exceed the limit by at most the largest frame sent
+        since it was last within the limit (one resume can be bigger than the limit on its own).
+        Past that the socket gets close code 4509, queued behind the backlog, and nothing more;
+        the client reconnects and resumes from the last seq it has.
         """
         limit = settings.RIPPLE_MAX_OUTBOUND_BYTES
+        largest = 0
 
         async def guarded_send(message: dict[str, Any]) -> None:
+            nonlocal largest
             if self.too_slow:
                 return
-            await send(message)
-            if gauge() > limit:
+            backlog = gauge()
+            if backlog <= limit:
+                largest = 0
+            elif backlog > limit + largest:
                 self.too_slow = True
                 stats.error("too_slow")
-                log_event("too_slow", connection=getattr(self, "connection_id", None), buffered=gauge())
+                log_event("too_slow", connection=getattr(self, "connection_id", None), buffered=backlog)
                 await send({"type": "websocket.close", "code": protocol.CLOSE_TOO_SLOW})
+                return
+            await send(message)
+            text = message.get("text")
+            if text is not None and len(text) > largest:
+                largest = len(text)
 
         return guarded_send
 
@@ -84,6 +102,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.identity: Identity = await identity_from_scope(self.scope, connection_id=self.connection_id)
         session = self.scope.get("session")
         self.session_tag = session_tag(session)
+        if drain.is_draining():
+            # Refused before the socket opens (HTTP 403): nginx tries the next worker
+            # (proxy_next_upstream http_403), where an accepted socket would keep the client
+            # coming back to this one.
+            log_event("refused", connection=self.connection_id, reason="draining")
+            await self.close()
+            return
         await self.accept()
         refusal = self._count_in()
         if refusal is not None:
@@ -217,6 +242,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.close(code=protocol.CLOSE_SESSION_ENDED)
 
     async def disconnect(self, code: int) -> None:
+        if self.cleaned_up:
+            return
+        self.cleaned_up = True
         self._count_out()
         if not hasattr(self, "monitor"):
             # Refused, or closed before the handshake finished.
@@ -256,7 +284,15 @@ class ChatConsumer(AsyncWebsocketConsumer):
         """The hub ended this subscription (the room was closed)."""
         self.rooms.pop(slug, None)
 
+    async def close(self, code: int | bool | None = None, reason: str | None = None) -> None:
+        # Frames the server already queued for this socket are dropped from here on: a flood
+        # would otherwise be answered (and closed) again, frame after frame.
+        self.closing = True
+        await super().close(code=code, reason=reason)
+
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.closing:
+            return
         now = self.last_seen = time.monotonic()
         frame: protocol.Frame | None = None
         if text_data is None:
@@ -298,6 +334,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.handlers[frame.type](self, frame)
         except protocol.ProtocolError as error:
             await self.send_error(error)
+        except Exception:
+            # A bug must cost this frame, not the socket (and not its cleanup).
+            logger.exception("handling a %s frame failed", frame.type)
+            await self.send_error(
+                protocol.ProtocolError(protocol.SERVER_ERROR, "server failed on this frame", ref=frame.ref)
+            )
 
     async def rate_limited(self, frame: protocol.Frame | None, wait_s: float, now: float) -> None:
         """Answer a frame over the rate limits; close a client that keeps sending them."""

@@ -219,6 +219,7 @@ class RoomHub:
                 since=since,
                 history_size=settings.RIPPLE_HISTORY_SIZE,
                 resume_limit=settings.RIPPLE_RESUME_LIMIT,
+                max_bytes=settings.RIPPLE_MAX_HISTORY_BYTES,
             )
             async with stream.lock:
                 assert stream.delivered is not None

@@ -35,6 +35,7 @@ Close codes
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -181,6 +182,9 @@ def _ref(data: dict) -> str | int | None:
         raise ProtocolError(INVALID_FIELD, "'ref' must be a string or an integer", field="ref")
     if isinstance(ref, str) and len(ref) > MAX_REF_CHARS:
         raise ProtocolError(INVALID_FIELD, f"'ref' is limited to {MAX_REF_CHARS} characters", field="ref")
+    if isinstance(ref, str) and not _encodable(ref):
+        # A lone surrogate ("\ud800") parses, but no reply echoing it could be sent.
+        raise ProtocolError(INVALID_FIELD, "'ref' must be valid Unicode text", field="ref")
     if isinstance(ref, int) and abs(ref) >= 2**53:
         raise ProtocolError(INVALID_FIELD, "'ref' is out of range", field="ref")
     return ref
@@ -194,9 +198,21 @@ def _t(data: dict, ref: str | int | None) -> str | int | float | None:
         raise ProtocolError(INVALID_FIELD, "'t' must be a number or a string", ref=ref, field="t")
     if isinstance(t, str) and len(t) > MAX_T_CHARS:
         raise ProtocolError(INVALID_FIELD, f"'t' is limited to {MAX_T_CHARS} characters", ref=ref, field="t")
-    if isinstance(t, float) and t != t:  # NaN cannot be echoed as JSON
+    if isinstance(t, float) and not math.isfinite(t):  # NaN and 1e999 cannot be echoed as JSON
         raise ProtocolError(INVALID_FIELD, "'t' must be a finite number", ref=ref, field="t")
+    if isinstance(t, int) and abs(t) >= 2**53:
+        raise ProtocolError(INVALID_FIELD, "'t' is out of range", ref=ref, field="t")
+    if isinstance(t, str) and not _encodable(t):
+        raise ProtocolError(INVALID_FIELD, "'t' must be valid Unicode text", ref=ref, field="t")
     return t
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _room(data: dict, ref: str | int | None) -> str:

@@ -1,18 +1,18 @@
 from channels.auth import AuthMiddlewareStack
-from channels.security.websocket import AllowedHostsOriginValidator
 from django.urls import path
 
 from . import consumers, dashboard
+from .origins import OriginGuard
 
 websocket_urlpatterns = [
     # Reads the session (author names) and so checks the Origin: a page on another site
     # must not open a socket with this site's cookies.
-    path("ws/chat/", AllowedHostsOriginValidator(AuthMiddlewareStack(consumers.ChatConsumer.as_asgi()))),
+    path("ws/chat/", OriginGuard(AuthMiddlewareStack(consumers.ChatConsumer.as_asgi()))),
     # The tutorial echo endpoint reads no session and accepts any Origin.
     path("ws/echo/", consumers.EchoConsumer.as_asgi()),
     # Staff only (the consumer refuses anyone else); the session cookie makes the Origin check needed.
     path(
         "ws/admin/dashboard/",
-        AllowedHostsOriginValidator(AuthMiddlewareStack(dashboard.DashboardConsumer.as_asgi())),
+        OriginGuard(AuthMiddlewareStack(dashboard.DashboardConsumer.as_asgi())),
     ),
 ]

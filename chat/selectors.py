@@ -37,9 +37,19 @@ def message_payloads(messages: QuerySet[Message] | list[Message], room_slug: str
 
 
 def message_history(
-    *, room_id: int, room_slug: str, since: int | None, history_size: int, resume_limit: int
+    *,
+    room_id: int,
+    room_slug: str,
+    since: int | None,
+    history_size: int,
+    resume_limit: int,
+    max_bytes: int | None = None,
 ) -> History:
-    """The last ``history_size`` messages, or every message after ``since`` up to ``resume_limit``."""
+    """The last ``history_size`` messages, or every message after ``since`` up to ``resume_limit``.
+
+    At most ``max_bytes`` of encoded messages: the newest that fit. A resume cut short that way
+    is incomplete, as one cut by ``resume_limit`` is.
+    """
     last_seq = Room.objects.filter(pk=room_id).values_list("last_seq", flat=True).get()
     complete = True
     if since is None:
@@ -54,7 +64,18 @@ def message_history(
     # Bounded by last_seq: messages commit in seq order, so everything up to it is visible and
     # nothing newer slips in between the two reads.
     rows = Message.objects.filter(room_id=room_id, seq__gt=low, seq__lte=last_seq).order_by("seq")
-    return History(messages=message_payloads(rows, room_slug), last_seq=last_seq, complete=complete)
+    messages = message_payloads(rows, room_slug)
+    if max_bytes is not None:
+        kept, total = 0, 0
+        for payload in reversed(messages):
+            total += len(protocol.dumps(payload).encode()) + 1
+            if total > max_bytes:
+                break
+            kept += 1
+        if kept < len(messages):
+            messages = messages[len(messages) - kept :]
+            complete = complete and since is None
+    return History(messages=messages, last_seq=last_seq, complete=complete)
 
 
 def message_range(*, room_id: int, room_slug: str, after: int, upto: int) -> list[tuple[int, str]]:

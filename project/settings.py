@@ -80,6 +80,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Early, so that responses made by the middleware below it (CSRF 403s, redirects) get it too.
+    "chat.middleware.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -226,6 +228,8 @@ RIPPLE_HEARTBEAT_INTERVAL_S = env_float("RIPPLE_HEARTBEAT_INTERVAL_S", 20.0)
 RIPPLE_HEARTBEAT_TIMEOUT_S = env_float("RIPPLE_HEARTBEAT_TIMEOUT_S", 10.0)
 RIPPLE_HISTORY_SIZE = env_int("RIPPLE_HISTORY_SIZE", 50)
 RIPPLE_RESUME_LIMIT = env_int("RIPPLE_RESUME_LIMIT", 500)
+# The most message bytes one `subscribed` frame carries (the newest that fit; see protocol.md).
+RIPPLE_MAX_HISTORY_BYTES = env_int("RIPPLE_MAX_HISTORY_BYTES", 512 * 1024)
 RIPPLE_MAX_BODY_CHARS = env_int("RIPPLE_MAX_BODY_CHARS", 4000)
 RIPPLE_MAX_FRAME_CHARS = env_int("RIPPLE_MAX_FRAME_CHARS", 16384)
 RIPPLE_MAX_SUBSCRIPTIONS = env_int("RIPPLE_MAX_SUBSCRIPTIONS", 100)

@@ -28,6 +28,8 @@ export function describeState(detail, nowMs = Date.now(), deadlineMs = null) {
       if (detail.offline) {
         return { dataState: 'offline', text: 'Offline — waiting for the network', retry: false };
       }
+      if (detail.code === CLOSE.TRY_AGAIN_LATER) return { dataState: 'reconnecting', text: 'Server busy, reconnecting…', retry: false };
+      if (detail.code === CLOSE.DRAINING) return { dataState: 'reconnecting', text: 'Server restarting, reconnecting…', retry: false };
       const attempt = `(attempt ${detail.attempt} of ${detail.maxAttempts})`;
       if (deadlineMs === null) return { dataState: 'reconnecting', text: `Reconnecting… ${attempt}`, retry: false };
       const seconds = Math.max(1, Math.ceil((deadlineMs - nowMs) / 1000));
@@ -36,7 +38,13 @@ export function describeState(detail, nowMs = Date.now(), deadlineMs = null) {
     case STATE.FAILED:
       return { dataState: 'failed', text: 'Disconnected', retry: true };
     default:
-      // Closed by the server ("do not come back"): the reader may still try again.
+      // Closed by the server ("do not come back"): the reader may still try again,
+      // except after the session ended, when only a reload signs back in.
+      if (detail.code === CLOSE.SESSION_ENDED) return { dataState: 'closed', text: 'Signed out. Reload the page.', retry: false };
+      if (detail.code === CLOSE.TOO_MANY_CONNECTIONS) {
+        return { dataState: 'closed', text: 'Disconnected: too many open tabs. Close some, then retry.', retry: true };
+      }
+      if (detail.code === CLOSE.FLOODING) return { dataState: 'closed', text: 'Disconnected for sending too fast.', retry: true };
       return { dataState: 'closed', text: 'Disconnected', retry: detail.code !== CLOSE.NORMAL };
   }
 }

@@ -9,6 +9,13 @@
  * also keeps each room's member list ("who is here") from `subscribed.members`
  * and the `presence` frames that follow.
  *
+ * It obeys the server's limits: a frame refused with `rate_limited` is sent
+ * again after `retry_after_ms` (nothing is lost), later messages wait behind
+ * it, and when `welcome.limits` names the per-connection message bucket
+ * (`messages_per_s`, `messages_burst`) messages never go out faster than it.
+ * A room the server stops serving (`forbidden`, or an `unsubscribed` frame with
+ * a `reason`) is forgotten.
+ *
  * No dependencies and no build step. The only browser objects it touches are
  * `WebSocket`, `window` (online/offline), `document` (visibilitychange) and
  * `navigator` (onLine), all injectable through the constructor options.
@@ -57,11 +64,27 @@ export const CLOSE = Object.freeze({
   CLIENT_HEARTBEAT_TIMEOUT: 4000,
   CLIENT_CONNECT_TIMEOUT: 4001,
   CLIENT_SUBSCRIBE_FAILED: 4002,
-  // Sent by the server: nothing heard from the client for interval + timeout.
-  HEARTBEAT_TIMEOUT: 4408,
-  // 4400–4499 other than 4408: "do not come back".
+  // Sent by the server. 4400–4499 other than 4408: "do not come back".
+  SESSION_ENDED: 4401, // logout or session expiry: the page must reload
+  DISCONNECTED_BY_MODERATOR: 4403,
+  HEARTBEAT_TIMEOUT: 4408, // nothing heard from the client for interval + timeout: reconnect
+  TOO_MANY_CONNECTIONS: 4409,
+  FLOODING: 4429,
   NO_RETRY_MIN: 4400,
   NO_RETRY_MAX: 4499,
+  // Sent by the server: reconnect with backoff and resume.
+  TRY_AGAIN_LATER: 4503, // the server's Redis is down
+  TOO_SLOW: 4509, // this client fell behind the server's outbound limit
+  // Sent by the server: restarting, reconnect quickly like 1001/1012.
+  DRAINING: 4512,
+});
+
+/** Error codes of `error` frames this client acts on (others are passed on as they are). */
+const ERROR_CODE = Object.freeze({
+  ALREADY_SUBSCRIBED: 'already_subscribed',
+  SERVER_ERROR: 'server_error',
+  RATE_LIMITED: 'rate_limited',
+  FORBIDDEN: 'forbidden',
 });
 
 const CLIENT_ID_PATTERN = /^[A-Za-z0-9_.:-]{1,64}$/;
@@ -74,6 +97,10 @@ const WS_OPEN = 1;
 // its `subscribed` arrives; live messages are only accepted while `active`.
 const ROOM_PENDING = 'pending';
 const ROOM_ACTIVE = 'active';
+
+// `retry_after_ms` of a `rate_limited` error: used when it is missing, and its ceiling.
+const RETRY_AFTER_DEFAULT_MS = 1000;
+const RETRY_AFTER_MAX_MS = 60000;
 
 const DEFAULTS = Object.freeze({
   backoffBaseMs: 500,
@@ -95,9 +122,9 @@ export function isNoRetryClose(code) {
   return code >= CLOSE.NO_RETRY_MIN && code <= CLOSE.NO_RETRY_MAX && code !== CLOSE.HEARTBEAT_TIMEOUT;
 }
 
-/** True for close codes that ask for a quick reconnect (server going away or restarting). */
+/** True for close codes that ask for a quick reconnect (server going away, restarting or draining). */
 export function isQuickReconnectClose(code) {
-  return code === CLOSE.GOING_AWAY || code === CLOSE.SERVICE_RESTART;
+  return code === CLOSE.GOING_AWAY || code === CLOSE.SERVICE_RESTART || code === CLOSE.DRAINING;
 }
 
 /**
@@ -291,12 +318,30 @@ function reportListenerError(error) {
   else console.error(error);
 }
 
+/** The wait a `rate_limited` error asks for, in ms: its `retry_after_ms`, bounded. */
+function retryAfterOf(frame) {
+  const ms = frame.retry_after_ms;
+  if (!Number.isFinite(ms) || ms < 0) return RETRY_AFTER_DEFAULT_MS;
+  return Math.min(ms, RETRY_AFTER_MAX_MS);
+}
+
 function canSendCloseCode(code) {
   return code === CLOSE.NORMAL || (code >= 3000 && code <= 4999);
 }
 
 /**
- * The reconnecting Ripple client.
+ * The reconnecting Ripple client: `new RippleSocket(url, options)`.
+ *
+ * Options (all optional): `backoffBaseMs` (500), `backoffMaxMs` (30000) and
+ * `backoffFloorMs` (0) shape the reconnect delays; `quickReconnectMs` (1000)
+ * bounds the random delay after 1001, 1012 and 4512; `maxAttempts` (20)
+ * consecutive failures end in `failed`; `stableAfterMs` (5000) of uptime
+ * reset the attempt counter; `connectTimeoutMs` (15000) bounds the handshake;
+ * `maxQueue` (100) messages may wait for their ack; `heartbeatIntervalMs`
+ * (20000) and `heartbeatTimeoutMs` (10000) apply until `welcome` brings the
+ * server's; `clientIdPrefix` ('') starts every generated client_id. For tests
+ * and other hosts: `WebSocket`, `window`, `document`, `navigator`, `crypto`
+ * and `random` replace the globals.
  *
  * Methods:
  * - `subscribe(room, {since, onMessage})`: join `room`; `since` is the last seq
@@ -312,10 +357,14 @@ function canSendCloseCode(code) {
  *   a Promise that resolves with the server's `ack` frame, and rejects with an
  *   Error whose `code` is the server's error code (`error` frame for that
  *   client_id), or `closed` (`close()`, or a server "do not come back" close),
- *   `unsubscribed`, `not_subscribed` (room never subscribed) or `queue_full`
- *   (more than `maxQueue` messages waiting for their ack). Messages sent while
- *   not connected wait in the queue and go out after the room is re-subscribed;
- *   unacknowledged ones are sent again with the same client_id.
+ *   `unsubscribed`, `forbidden` (the server stopped serving the room),
+ *   `not_subscribed` (room never subscribed) or `queue_full` (more than
+ *   `maxQueue` messages waiting for their ack). A `rate_limited` error does not
+ *   reject: the message is sent again after `retry_after_ms`. Messages sent
+ *   while not connected wait in the queue and go out after the room is
+ *   re-subscribed, in order and no faster than `welcome.limits.messages_per_s`
+ *   (after a first `messages_burst`); unacknowledged ones are sent again with
+ *   the same client_id.
  * - `close()`: close for good; clears every timer and listener.
  * - `retry()`: after `failed` (or a server "do not come back" close), start
  *   over with the attempt counter reset; while waiting to reconnect, reconnect
@@ -331,7 +380,9 @@ function canSendCloseCode(code) {
  *   in flight or scheduled (1 for the first), `delayMs` is set while a
  *   reconnect timer is pending and null otherwise (`offline: true` when
  *   waiting for the network), `code`/`reason` come from the close that caused
- *   the change.
+ *   the change. `closed` with `code` `CLOSE.SESSION_ENDED` (4401) means the
+ *   session is gone: only a page reload helps, `retry()` would come back as a
+ *   guest.
  * - `open`, `welcome` (frame), `subscribed` (frame), `message` (frame),
  *   `ack` (frame), `error` (error frame), `pong` (`{rttMs, frame}`),
  *   `reset` (`{room}`: the server could not resume, history has a hole),
@@ -339,7 +390,15 @@ function canSendCloseCode(code) {
  *   with empty `joins` and `leaves`, and whenever a `presence` frame changes
  *   the list; `members` is `members(room)` after the change, `joins` and
  *   `leaves` who became listed or unlisted, sorted like it),
- *   `giveup` (`{attempt, code}`: `maxAttempts` consecutive failures).
+ *   `giveup` (`{attempt, code}`: `maxAttempts` consecutive failures),
+ *   `ratelimited` (`{room, clientId, retryAfterMs, frame}`: the server refused
+ *   a frame over its rate limits; a message (`clientId` set) or a subscribe is
+ *   sent again after `retryAfterMs`; `room` and `clientId` are null when the
+ *   frame did not name them), `unsubscribed` (`{room, reason, code}`: the
+ *   server will not serve `room` any more and it is forgotten, never after the
+ *   page's own `unsubscribe()`: `reason` is the server's (`access_revoked`) or
+ *   the subscribe's error code, `code` the one its waiting sends reject with).
+ *   An `error` event still fires for every error frame, `rate_limited` too.
  */
 export class RippleSocket extends EventTarget {
   #url;
@@ -367,12 +426,23 @@ export class RippleSocket extends EventTarget {
   #heartbeatTimeoutMs;
   // Handles of the timers tied to the current socket: `heartbeat` (interval),
   // `pong` (deadline after a ping), `stable` (resets the attempt counter),
-  // `connect` (deadline for the handshake). The reconnect timeout lives in #timer.
-  #timers = { heartbeat: null, pong: null, stable: null, connect: null };
+  // `connect` (deadline for the handshake), `outbox` (messages held back by a
+  // rate limit or the send pace), `subscribe` (subscribes refused by a rate
+  // limit). The reconnect timeout lives in #timer.
+  #timers = { heartbeat: null, pong: null, stable: null, connect: null, outbox: null, subscribe: null };
+  // When the `outbox` and `subscribe` timers fire (Date.now() ms), while armed.
+  #dueAt = { outbox: 0, subscribe: 0 };
   #rttMs = null;
   #welcome = null;
 
-  // Maps room slug to {since, lastSeq, onMessage, status, ref, members}.
+  // The per-connection message bucket from welcome.limits, as {perS, burst},
+  // or null when the server named none; the client's copy of its tokens.
+  #sendRate = null;
+  #tokens = 0;
+  #tokensAt = 0;
+
+  // Maps room slug to {since, lastSeq, onMessage, status, ref, members,
+  // retrySubscribe}; `retrySubscribe` marks a subscribe refused by a rate limit.
   #rooms = new Map();
   // Maps client_id to {frame, resolve, reject, sentGeneration}, in send order;
   // holds every message not yet acknowledged, sent or not.
@@ -441,7 +511,15 @@ export class RippleSocket extends EventTarget {
       if (onMessage) existing.onMessage = onMessage;
       return;
     }
-    const entry = { since, lastSeq: since, onMessage, status: ROOM_PENDING, ref: null, members: new RoomMembers() };
+    const entry = {
+      since,
+      lastSeq: since,
+      onMessage,
+      status: ROOM_PENDING,
+      ref: null,
+      members: new RoomMembers(),
+      retrySubscribe: false,
+    };
     this.#rooms.set(room, entry);
     if (this.#state === STATE.OPEN) this.#sendSubscribe(room, entry);
   }
@@ -488,9 +566,7 @@ export class RippleSocket extends EventTarget {
         sentGeneration: 0,
       };
       this.#outbox.set(id, entry);
-      if (this.#state === STATE.OPEN && this.#rooms.get(room).status === ROOM_ACTIVE) {
-        this.#sendEntry(entry);
-      }
+      this.#pumpOutbox();
     }
     return result;
   }
@@ -618,6 +694,7 @@ export class RippleSocket extends EventTarget {
     for (const entry of this.#rooms.values()) {
       entry.status = ROOM_PENDING;
       entry.ref = null;
+      entry.retrySubscribe = false;
     }
     if (ws.readyState === WS_CONNECTING || ws.readyState === WS_OPEN) {
       try {
@@ -700,6 +777,14 @@ export class RippleSocket extends EventTarget {
     }, delayMs);
   }
 
+  /** Arms `key` to fire in `delayMs`, unless it is already armed to fire later. */
+  #armNoSooner(key, delayMs, callback) {
+    const dueAt = Date.now() + delayMs;
+    if (this.#timers[key] !== null && this.#dueAt[key] >= dueAt) return;
+    this.#dueAt[key] = dueAt;
+    this.#armTimeout(key, delayMs, callback);
+  }
+
   #clearTimer(key) {
     const handle = this.#timers[key];
     if (handle === null) return;
@@ -733,11 +818,44 @@ export class RippleSocket extends EventTarget {
     if (this.#sendFrame(entry.frame)) entry.sentGeneration = this.#generation;
   }
 
-  /** Sends the room's waiting messages: queued ones, and sent ones not acknowledged on an earlier socket. */
-  #flushRoom(room) {
+  /**
+   * Sends every waiting message of the subscribed rooms, in send order: queued
+   * ones, ones not acknowledged on an earlier socket, and ones refused by a
+   * rate limit. While the `outbox` timer is armed (a rate limit's wait, or the
+   * pace of the message bucket) everything waits for it, so order is kept.
+   */
+  #pumpOutbox() {
+    if (this.#state !== STATE.OPEN || this.#timers.outbox !== null) return;
     for (const entry of this.#outbox.values()) {
-      if (entry.frame.room === room && entry.sentGeneration !== this.#generation) this.#sendEntry(entry);
+      if (entry.sentGeneration === this.#generation) continue;
+      if (this.#rooms.get(entry.frame.room)?.status !== ROOM_ACTIVE) continue;
+      const waitMs = this.#takeToken();
+      if (waitMs > 0) {
+        this.#armNoSooner('outbox', waitMs, () => this.#pumpOutbox());
+        return;
+      }
+      this.#sendEntry(entry);
     }
+  }
+
+  /** Takes a token from the client's copy of the message bucket: 0, or the ms until one is free. */
+  #takeToken() {
+    const rate = this.#sendRate;
+    if (rate === null) return 0;
+    const now = Date.now();
+    this.#tokens = Math.min(rate.burst, this.#tokens + (Math.max(0, now - this.#tokensAt) * rate.perS) / 1000);
+    this.#tokensAt = now;
+    // The epsilon absorbs rounding in the refill, so a wait of exactly one interval suffices.
+    if (this.#tokens >= 1 - 1e-9) {
+      this.#tokens = Math.max(0, this.#tokens - 1);
+      return 0;
+    }
+    return Math.ceil(((1 - this.#tokens) * 1000) / rate.perS);
+  }
+
+  #refillTokens() {
+    this.#tokens = this.#sendRate?.burst ?? 0;
+    this.#tokensAt = Date.now();
   }
 
   #rejectOutbox(error, room = null) {
@@ -777,8 +895,10 @@ export class RippleSocket extends EventTarget {
         return this.#onError(frame);
       case FRAME.PRESENCE:
         return this.#onPresence(frame);
+      case FRAME.UNSUBSCRIBED:
+        return this.#onUnsubscribed(frame);
       default:
-        // `unsubscribed` and unknown types need no action.
+        // Unknown types need no action.
         return;
     }
   }
@@ -791,6 +911,15 @@ export class RippleSocket extends EventTarget {
     if (Number.isFinite(frame.heartbeat_timeout_ms) && frame.heartbeat_timeout_ms > 0) {
       this.#heartbeatTimeoutMs = frame.heartbeat_timeout_ms;
     }
+    const limits = frame.limits ?? {};
+    if (Number.isFinite(limits.messages_per_s) && limits.messages_per_s > 0) {
+      const burst = Number.isFinite(limits.messages_burst) ? Math.floor(limits.messages_burst) : 1;
+      this.#sendRate = { perS: limits.messages_per_s, burst: Math.max(1, burst) };
+    } else {
+      this.#sendRate = null;
+    }
+    // Every socket starts with a full bucket on the server; welcome comes first on each.
+    this.#refillTokens();
     this.#startHeartbeat();
     this.dispatchEvent(new CustomEvent('welcome', { detail: frame }));
   }
@@ -826,7 +955,7 @@ export class RippleSocket extends EventTarget {
     }
     this.dispatchEvent(new CustomEvent('subscribed', { detail: frame }));
     if (this.#rooms.get(room) === entry && entry.status === ROOM_ACTIVE) this.#dispatchPresence(room, entry, [], []);
-    if (this.#rooms.get(room) === entry && entry.status === ROOM_ACTIVE) this.#flushRoom(room);
+    if (this.#rooms.get(room) === entry && entry.status === ROOM_ACTIVE) this.#pumpOutbox();
   }
 
   #onPresence(frame) {
@@ -883,32 +1012,86 @@ export class RippleSocket extends EventTarget {
   }
 
   #onError(frame) {
+    const rateLimited = frame.code === ERROR_CODE.RATE_LIMITED;
+    const retryAfterMs = rateLimited ? retryAfterOf(frame) : null;
     const entry = typeof frame.client_id === 'string' ? this.#outbox.get(frame.client_id) : undefined;
-    if (entry) {
+    if (entry && rateLimited) {
+      this.#onMessageRateLimited(entry, retryAfterMs);
+    } else if (entry) {
       this.#outbox.delete(frame.client_id);
       entry.reject(rippleError(frame.code ?? 'error', frame.message ?? frame.code ?? 'error', { frame }));
     } else if (frame.ref !== undefined && frame.ref !== null) {
       for (const [room, roomEntry] of this.#rooms) {
         if (roomEntry.ref === frame.ref && roomEntry.status === ROOM_PENDING) {
-          this.#onSubscribeError(room, roomEntry, frame);
+          this.#onSubscribeError(room, roomEntry, frame, retryAfterMs);
           break;
         }
       }
     }
+    if (rateLimited) {
+      const detail = {
+        room: typeof frame.room === 'string' ? frame.room : null,
+        clientId: typeof frame.client_id === 'string' ? frame.client_id : null,
+        retryAfterMs,
+        frame,
+      };
+      this.dispatchEvent(new CustomEvent('ratelimited', { detail }));
+    }
     this.dispatchEvent(new CustomEvent('error', { detail: frame }));
   }
 
-  #onSubscribeError(room, entry, frame) {
-    if (frame.code === 'already_subscribed') {
+  /**
+   * The server stored nothing: the message stays in the outbox and goes out
+   * again after the wait, with every later one behind it.
+   */
+  #onMessageRateLimited(entry, retryAfterMs) {
+    entry.sentGeneration = 0;
+    // The server's bucket is empty: after the wait, send at its pace, not in a burst.
+    this.#tokens = 0;
+    this.#tokensAt = Date.now();
+    this.#armNoSooner('outbox', retryAfterMs, () => this.#pumpOutbox());
+  }
+
+  #onSubscribeError(room, entry, frame, retryAfterMs) {
+    if (frame.code === ERROR_CODE.ALREADY_SUBSCRIBED) {
       // The server still holds the old subscription: leave it and join again.
       this.#resubscribe(room, entry);
-    } else if (frame.code === 'server_error') {
+    } else if (frame.code === ERROR_CODE.SERVER_ERROR) {
       // Transient (e.g. database down): reconnecting with backoff retries every room.
       this.#drop(CLOSE.CLIENT_SUBSCRIBE_FAILED, 'subscribe failed');
+    } else if (frame.code === ERROR_CODE.RATE_LIMITED) {
+      entry.retrySubscribe = true;
+      this.#armNoSooner('subscribe', retryAfterMs, () => this.#retrySubscribes());
     } else {
-      this.#rooms.delete(room);
-      this.#rejectOutbox(rippleError(frame.code ?? 'error', frame.message ?? 'subscribe failed', { frame }), room);
+      // Refused for good (`forbidden`, `room_closed`, `invalid_room`, ...).
+      const code = frame.code ?? 'error';
+      this.#endRoom(room, rippleError(code, frame.message ?? 'subscribe failed', { frame }), code);
     }
+  }
+
+  #retrySubscribes() {
+    for (const [room, entry] of this.#rooms) {
+      if (!entry.retrySubscribe) continue;
+      entry.retrySubscribe = false;
+      this.#sendSubscribe(room, entry);
+    }
+  }
+
+  /**
+   * The server ended a subscription on its own (membership revoked). A reply
+   * to this client's own `unsubscribe` carries no `reason` and needs no action.
+   */
+  #onUnsubscribed(frame) {
+    if (typeof frame.reason !== 'string' || frame.reason === '' || !this.#rooms.has(frame.room)) return;
+    const error = rippleError(ERROR_CODE.FORBIDDEN, `unsubscribed by the server: ${frame.reason}`, { frame });
+    this.#endRoom(frame.room, error, frame.reason);
+  }
+
+  /** Forgets a room the server will not serve (no re-subscribe); its waiting sends reject with `error`. */
+  #endRoom(room, error, reason) {
+    this.#rooms.delete(room);
+    this.#rejectOutbox(error, room);
+    this.dispatchEvent(new CustomEvent('unsubscribed', { detail: { room, reason, code: error.code } }));
   }
 
   // --- helpers ----------------------------------------------------------------

@@ -5,7 +5,10 @@ import { CLOSE, FRAME, RippleSocket, STATE, Timer } from '../../static/js/ripple
 import { FakeWebSocket, fakeEnvironment, useMockTimers } from './fake-websocket.mjs';
 
 const URL = 'ws://ripple.test/ws/chat/';
-const EVENTS = ['statechange', 'open', 'message', 'ack', 'error', 'subscribed', 'giveup', 'welcome', 'reset', 'pong', 'presence'];
+const EVENTS = [
+  'statechange', 'open', 'message', 'ack', 'error', 'subscribed', 'giveup', 'welcome', 'reset', 'pong', 'presence',
+  'ratelimited', 'unsubscribed',
+];
 const CLIENT_ID = /^[A-Za-z0-9_.:-]{1,64}$/;
 
 const liveTimers = useMockTimers();
@@ -49,7 +52,7 @@ function setup(options = {}) {
   };
 }
 
-function welcome(ws, { interval = 20000, timeout = 10000 } = {}) {
+function welcome(ws, { interval = 20000, timeout = 10000, limits = {} } = {}) {
   ws.serverSend({
     type: FRAME.WELCOME,
     protocol: 1,
@@ -58,8 +61,17 @@ function welcome(ws, { interval = 20000, timeout = 10000 } = {}) {
     heartbeat_interval_ms: interval,
     heartbeat_timeout_ms: timeout,
     server_time: Date.now(),
-    limits: { max_body_chars: 4000, max_frame_chars: 16384, max_subscriptions: 20, history_size: 50, resume_limit: 500 },
+    limits: { max_body_chars: 4000, max_frame_chars: 16384, max_subscriptions: 20, history_size: 50, resume_limit: 500, ...limits },
   });
+}
+
+function ack(ws, clientId, seq) {
+  ws.serverSend({ type: FRAME.ACK, room: 'general', client_id: clientId, seq, sent_at: 'x', duplicate: false, ref: null });
+}
+
+/** The client_ids of the message frames `ws` carried, in order. */
+function sentIds(ws) {
+  return ws.framesOfType(FRAME.MESSAGE).map((frame) => frame.client_id);
 }
 
 function message(room, seq, extra = {}) {
@@ -154,6 +166,11 @@ describe('exported maps', () => {
       ['ack', 'error', 'message', 'ping', 'pong', 'presence', 'subscribe', 'subscribed', 'unsubscribe', 'unsubscribed', 'welcome'],
     );
     assert.equal(CLOSE.HEARTBEAT_TIMEOUT, 4408);
+    assert.deepEqual(
+      [CLOSE.SESSION_ENDED, CLOSE.DISCONNECTED_BY_MODERATOR, CLOSE.TOO_MANY_CONNECTIONS, CLOSE.FLOODING],
+      [4401, 4403, 4409, 4429],
+    );
+    assert.deepEqual([CLOSE.TRY_AGAIN_LATER, CLOSE.TOO_SLOW, CLOSE.DRAINING], [4503, 4509, 4512]);
   });
 });
 
@@ -302,7 +319,7 @@ describe('RippleSocket reconnect', () => {
 });
 
 describe('RippleSocket close codes', () => {
-  for (const code of [4403, 4401, 4499, 1008]) {
+  for (const code of [4403, 4401, 4409, 4429, 4499, 1008]) {
     test(`server close ${code} stops reconnecting: closed, not failed`, () => {
       const ctx = setup();
       ctx.ws.serverOpen();
@@ -318,7 +335,7 @@ describe('RippleSocket close codes', () => {
     });
   }
 
-  for (const code of [1012, 1001]) {
+  for (const code of [1012, 1001, 4512]) {
     test(`server close ${code} reconnects quickly without counting an attempt`, () => {
       const ctx = setup({ random: () => 0.3 });
       failAndWait(ctx);
@@ -348,6 +365,82 @@ describe('RippleSocket close codes', () => {
     ctx.ws.serverClose(1011);
     assert.equal(ctx.lastState().attempt, 3);
     assert.ok(ctx.lastState().delayMs > 999 && ctx.lastState().delayMs <= 1000);
+    ctx.socket.close();
+  });
+
+  test('4401 session ended: closed for good, the detail names the code, waiting sends reject', async () => {
+    const ctx = setup();
+    ctx.socket.subscribe('general');
+    ctx.ws.serverOpen();
+    subscribed(ctx.ws, 'general');
+    const pending = ctx.socket.send('general', 'x');
+    ctx.ws.serverClose(CLOSE.SESSION_ENDED, '');
+    assert.equal(ctx.socket.state, STATE.CLOSED);
+    const expected = {
+      state: 'closed', attempt: 1, maxAttempts: 20, delayMs: null, transport: 'websocket', offline: false,
+      code: CLOSE.SESSION_ENDED, reason: '',
+    };
+    assert.deepEqual(ctx.lastState(), expected);
+    assert.deepEqual(ctx.socket.stateDetail, expected, 'a page that listens late sees it too');
+    await assert.rejects(pending.acked, { code: 'closed', closeCode: CLOSE.SESSION_ENDED });
+    assert.equal(liveTimers().pending, 0);
+    tick(10 ** 7);
+    assert.equal(ctx.WS.instances.length, 1);
+  });
+
+  for (const code of [CLOSE.TRY_AGAIN_LATER, CLOSE.TOO_SLOW]) {
+    test(`server close ${code} reconnects with normal backoff and resumes since the last seq`, async () => {
+      const ctx = setup({ random: () => 0.5 });
+      ctx.socket.subscribe('general', { since: 3 });
+      ctx.ws.serverOpen();
+      subscribed(ctx.ws, 'general', [message('general', 4), message('general', 5)]);
+      const pending = ctx.socket.send('general', 'unacked');
+      ctx.ws.serverClose(code);
+      const detail = ctx.lastState();
+      assert.equal(detail.state, STATE.RECONNECTING);
+      assert.equal(detail.code, code);
+      assert.equal(detail.attempt, 2, 'counted as a failure');
+      assert.equal(detail.delayMs, 250, 'random() * backoffBaseMs');
+      tick(249);
+      assert.equal(ctx.WS.instances.length, 1);
+      tick(1);
+      assert.equal(ctx.WS.instances.length, 2);
+      ctx.ws.serverOpen();
+      assert.deepEqual(ctx.ws.framesOfType(FRAME.SUBSCRIBE).map((f) => [f.room, f.since]), [['general', 5]]);
+      subscribed(ctx.ws, 'general');
+      assert.deepEqual(sentIds(ctx.ws), [pending.clientId], 'the unacknowledged message goes out again');
+      ack(ctx.ws, pending.clientId, 6);
+      assert.equal((await pending.acked).seq, 6);
+
+      // A second such close backs off further: the doubling cap applies.
+      ctx.ws.serverClose(code);
+      assert.equal(ctx.lastState().attempt, 3);
+      assert.equal(ctx.lastState().delayMs, 500);
+      ctx.socket.close();
+    });
+  }
+
+  test('4512 draining reconnects after a random delay below quickReconnectMs, not counted, and resumes', () => {
+    const randoms = [0, 0.999];
+    let i = 0;
+    const ctx = setup({ quickReconnectMs: 200, random: () => randoms[i++ % randoms.length] });
+    ctx.socket.subscribe('general', { since: 7 });
+    ctx.ws.serverOpen();
+    subscribed(ctx.ws, 'general', [message('general', 8)]);
+    ctx.ws.serverClose(CLOSE.DRAINING);
+    assert.equal(ctx.lastState().delayMs, 0);
+    assert.equal(ctx.lastState().attempt, 1);
+    tick(0);
+    assert.equal(ctx.WS.instances.length, 2);
+    ctx.ws.serverOpen();
+    assert.equal(ctx.ws.framesOfType(FRAME.SUBSCRIBE)[0].since, 8);
+    ctx.ws.serverClose(CLOSE.DRAINING);
+    const { delayMs, attempt, code } = ctx.lastState();
+    assert.ok(delayMs >= 0 && delayMs < 200, `${delayMs} in [0, 200)`);
+    assert.equal(attempt, 1, 'a drain is never a failure');
+    assert.equal(code, CLOSE.DRAINING);
+    tick(Math.ceil(delayMs));
+    assert.equal(ctx.WS.instances.length, 3);
     ctx.socket.close();
   });
 
@@ -882,6 +975,319 @@ describe('RippleSocket presence', () => {
     const ctx = joined(undefined);
     assert.deepEqual(ctx.socket.members('general'), []);
     assert.deepEqual(ctx.of('presence'), [{ room: 'general', members: [], joins: [], leaves: [] }]);
+    ctx.socket.close();
+  });
+});
+
+describe('RippleSocket rate limits', () => {
+  function rateLimited(ws, extra) {
+    ws.serverSend({ type: FRAME.ERROR, code: 'rate_limited', message: 'too many frames', ref: null, ...extra });
+  }
+
+  /** An open socket subscribed to `general`, with `limits` in its welcome. */
+  function joined(limits = {}, options = {}) {
+    const ctx = setup(options);
+    ctx.ws.serverOpen();
+    welcome(ctx.ws, { limits });
+    ctx.socket.subscribe('general');
+    subscribed(ctx.ws, 'general');
+    return ctx;
+  }
+
+  test('a rate-limited message is kept, sent again after retry_after_ms, and later sends wait behind it', async () => {
+    const ctx = joined();
+    const settled = [];
+    const first = ctx.socket.send('general', 'one');
+    first.acked.then((frame) => settled.push(frame.seq), () => settled.push('rejected'));
+    const errorFrame = { type: FRAME.ERROR, code: 'rate_limited', message: 'too many frames', ref: null, room: 'general', client_id: first.clientId, retry_after_ms: 500 };
+    ctx.ws.serverSend(errorFrame);
+    assert.equal(ctx.socket.queued, 1, 'not lost');
+    assert.deepEqual(ctx.of('ratelimited'), [{ room: 'general', clientId: first.clientId, retryAfterMs: 500, frame: errorFrame }]);
+    assert.deepEqual(ctx.of('error'), [errorFrame], 'the error event still sees every error frame');
+
+    const later = [ctx.socket.send('general', 'two'), ctx.socket.send('general', 'three')];
+    for (const [n, pending] of later.entries()) pending.acked.then((frame) => settled.push(frame.seq), () => settled.push(`rejected ${n}`));
+    assert.deepEqual(sentIds(ctx.ws), [first.clientId], 'held back while the server waits');
+    tick(499);
+    assert.deepEqual(sentIds(ctx.ws), [first.clientId]);
+    tick(1);
+    const ids = [first.clientId, ...later.map((p) => p.clientId)];
+    assert.deepEqual(sentIds(ctx.ws), [first.clientId, ...ids], 'the re-send, then the others in order');
+
+    ids.forEach((id, n) => ack(ctx.ws, id, n + 1));
+    await Promise.all([first.acked, ...later.map((p) => p.acked)]);
+    assert.deepEqual(settled, [1, 2, 3]);
+    assert.equal(ctx.socket.queued, 0);
+    tick(10 ** 6);
+    assert.equal(ctx.ws.framesOfType(FRAME.MESSAGE).length, 4, 'one re-send and no other duplicate');
+    ctx.socket.close();
+  });
+
+  test('several rate-limited messages in flight: each is re-sent once, in order, after the longest wait', async () => {
+    const ctx = joined();
+    const sends = ['a', 'b', 'c'].map((body) => ctx.socket.send('general', body));
+    const [a, b, c] = sends.map((p) => p.clientId);
+    ack(ctx.ws, a, 1);
+    rateLimited(ctx.ws, { room: 'general', client_id: b, retry_after_ms: 300 });
+    rateLimited(ctx.ws, { room: 'general', client_id: c, retry_after_ms: 500 });
+    const d = ctx.socket.send('general', 'd');
+    tick(300);
+    assert.deepEqual(sentIds(ctx.ws), [a, b, c], 'the later wait wins');
+    tick(200);
+    assert.deepEqual(sentIds(ctx.ws), [a, b, c, b, c, d.clientId]);
+    ack(ctx.ws, b, 2);
+    ack(ctx.ws, c, 3);
+    ack(ctx.ws, d.clientId, 4);
+    const seqs = await Promise.all([...sends, d].map((p) => p.acked.then((frame) => frame.seq)));
+    assert.deepEqual(seqs, [1, 2, 3, 4]);
+    const counts = {};
+    for (const id of sentIds(ctx.ws)) counts[id] = (counts[id] ?? 0) + 1;
+    assert.deepEqual(counts, { [a]: 1, [b]: 2, [c]: 2, [d.clientId]: 1 });
+    ctx.socket.close();
+  });
+
+  test('a rate limit with no retry_after_ms waits a second', () => {
+    const ctx = joined();
+    const { clientId } = ctx.socket.send('general', 'x');
+    rateLimited(ctx.ws, { room: 'general', client_id: clientId });
+    assert.equal(ctx.of('ratelimited')[0].retryAfterMs, 1000);
+    tick(999);
+    assert.equal(ctx.ws.framesOfType(FRAME.MESSAGE).length, 1);
+    tick(1);
+    assert.equal(ctx.ws.framesOfType(FRAME.MESSAGE).length, 2);
+    ctx.socket.close();
+  });
+
+  test('a reconnect during the wait sends the held message once, on the new socket', () => {
+    const ctx = joined();
+    const { clientId } = ctx.socket.send('general', 'x');
+    rateLimited(ctx.ws, { room: 'general', client_id: clientId, retry_after_ms: 5000 });
+    const old = ctx.ws;
+    old.serverClose(1006);
+    assert.equal(liveTimers().pending, 1, 'only the reconnect timer: the wait went with the socket');
+    tick(ctx.lastState().delayMs);
+    ctx.ws.serverOpen();
+    subscribed(ctx.ws, 'general');
+    assert.deepEqual(sentIds(ctx.ws), [clientId]);
+    tick(10 ** 5);
+    assert.deepEqual(sentIds(ctx.ws), [clientId]);
+    assert.equal(old.framesOfType(FRAME.MESSAGE).length, 1);
+    ctx.socket.close();
+  });
+
+  test('a rate-limited subscribe is sent again after retry_after_ms, then its queued sends follow', () => {
+    const ctx = setup();
+    ctx.socket.subscribe('general', { since: 4 });
+    ctx.socket.subscribe('random');
+    const queued = ctx.socket.send('general', 'x');
+    ctx.ws.serverOpen();
+    const [general, random] = ctx.ws.framesOfType(FRAME.SUBSCRIBE);
+    rateLimited(ctx.ws, { ref: general.ref, room: 'general', retry_after_ms: 700 });
+    rateLimited(ctx.ws, { ref: random.ref, room: 'random', retry_after_ms: 400 });
+    assert.deepEqual(ctx.of('ratelimited').map((d) => [d.room, d.clientId, d.retryAfterMs]), [['general', null, 700], ['random', null, 400]]);
+    assert.equal(ctx.socket.queued, 1);
+    tick(699);
+    assert.equal(ctx.ws.framesOfType(FRAME.SUBSCRIBE).length, 2);
+    tick(1);
+    const again = ctx.ws.framesOfType(FRAME.SUBSCRIBE).slice(2);
+    assert.deepEqual(again.map((f) => [f.room, f.since]), [['general', 4], ['random', undefined]]);
+    assert.notEqual(again[0].ref, general.ref);
+    assert.deepEqual(sentIds(ctx.ws), []);
+    subscribed(ctx.ws, 'general');
+    assert.deepEqual(sentIds(ctx.ws), [queued.clientId]);
+    tick(10 ** 5);
+    assert.equal(ctx.ws.framesOfType(FRAME.SUBSCRIBE).length, 4);
+    ctx.socket.close();
+  });
+
+  test('a rate-limit wait for a subscribe ends with its socket: the next socket re-subscribes once', () => {
+    const ctx = setup();
+    ctx.socket.subscribe('general');
+    ctx.ws.serverOpen();
+    rateLimited(ctx.ws, { ref: ctx.ws.framesOfType(FRAME.SUBSCRIBE)[0].ref, room: 'general', retry_after_ms: 5000 });
+    ctx.ws.serverClose(1006);
+    tick(ctx.lastState().delayMs);
+    ctx.ws.serverOpen();
+    subscribed(ctx.ws, 'general');
+    ctx.socket.subscribe('random');
+    rateLimited(ctx.ws, { ref: ctx.ws.framesOfType(FRAME.SUBSCRIBE).at(-1).ref, room: 'random', retry_after_ms: 100 });
+    tick(100);
+    assert.deepEqual(ctx.ws.framesOfType(FRAME.SUBSCRIBE).map((f) => f.room), ['general', 'random', 'random']);
+    ctx.socket.close();
+  });
+
+  test('a room left during a subscribe’s rate-limit wait is not subscribed again', () => {
+    const ctx = setup();
+    ctx.socket.subscribe('general');
+    ctx.ws.serverOpen();
+    rateLimited(ctx.ws, { ref: ctx.ws.framesOfType(FRAME.SUBSCRIBE)[0].ref, room: 'general', retry_after_ms: 100 });
+    ctx.socket.unsubscribe('general');
+    tick(100);
+    assert.equal(ctx.ws.framesOfType(FRAME.SUBSCRIBE).length, 1);
+    ctx.socket.close();
+  });
+
+  test('after a rate limit, held messages go out at the bucket’s pace, not in a burst', () => {
+    const ctx = joined({ messages_per_s: 2, messages_burst: 5 });
+    const first = ctx.socket.send('general', 'one');
+    rateLimited(ctx.ws, { room: 'general', client_id: first.clientId, retry_after_ms: 500 });
+    const rest = [ctx.socket.send('general', 'two'), ctx.socket.send('general', 'three')];
+    tick(500);
+    assert.deepEqual(sentIds(ctx.ws), [first.clientId, first.clientId]);
+    tick(500);
+    assert.deepEqual(sentIds(ctx.ws).slice(2), [rest[0].clientId]);
+    tick(500);
+    assert.deepEqual(sentIds(ctx.ws).slice(2), rest.map((p) => p.clientId));
+    ctx.socket.close();
+  });
+});
+
+describe('RippleSocket send pace', () => {
+  const LIMITS = { messages_per_s: 2, messages_burst: 3 };
+
+  /** A socket that was welcomed with `limits`, lost its connection, and queued `count` messages meanwhile. */
+  function offlineQueue(count, limits = LIMITS) {
+    const ctx = setup();
+    ctx.socket.subscribe('general');
+    ctx.ws.serverOpen();
+    welcome(ctx.ws, { limits });
+    subscribed(ctx.ws, 'general');
+    ctx.ws.serverClose(1006);
+    const ids = Array.from({ length: count }, (_, n) => ctx.socket.send('general', `m${n}`).clientId);
+    tick(ctx.lastState().delayMs);
+    ctx.ws.serverOpen();
+    welcome(ctx.ws, { limits });
+    return { ctx, ids };
+  }
+
+  test('the offline queue goes out as the burst at once, then one per 1000 / messages_per_s ms', () => {
+    const { ctx, ids } = offlineQueue(7);
+    subscribed(ctx.ws, 'general');
+    assert.deepEqual(sentIds(ctx.ws), ids.slice(0, 3));
+    tick(499);
+    assert.deepEqual(sentIds(ctx.ws), ids.slice(0, 3));
+    tick(1);
+    assert.deepEqual(sentIds(ctx.ws), ids.slice(0, 4));
+    const live = ctx.socket.send('general', 'typed during the flush');
+    assert.deepEqual(sentIds(ctx.ws), ids.slice(0, 4), 'a new message waits its turn');
+    tick(1500);
+    assert.deepEqual(sentIds(ctx.ws), ids);
+    tick(500);
+    assert.deepEqual(sentIds(ctx.ws), [...ids, live.clientId]);
+    ctx.socket.close();
+  });
+
+  test('a fractional rate rounds the wait up and never sends early', () => {
+    const { ctx, ids } = offlineQueue(3, { messages_per_s: 3, messages_burst: 1 });
+    subscribed(ctx.ws, 'general');
+    assert.deepEqual(sentIds(ctx.ws), ids.slice(0, 1));
+    tick(333);
+    assert.deepEqual(sentIds(ctx.ws), ids.slice(0, 1));
+    tick(1);
+    assert.deepEqual(sentIds(ctx.ws), ids.slice(0, 2));
+    tick(334);
+    assert.deepEqual(sentIds(ctx.ws), ids);
+    ctx.socket.close();
+  });
+
+  test('with no messages_per_s in welcome, the queue goes out at once', () => {
+    const { ctx, ids } = offlineQueue(30, {});
+    subscribed(ctx.ws, 'general');
+    assert.deepEqual(sentIds(ctx.ws), ids);
+    ctx.socket.close();
+  });
+
+  test('close() during a paced flush clears its timer and sends nothing more', async () => {
+    const { ctx, ids } = offlineQueue(6);
+    subscribed(ctx.ws, 'general');
+    const ws = ctx.ws;
+    assert.equal(sentIds(ws).length, 3);
+    ctx.socket.close();
+    assert.equal(liveTimers().pending, 0);
+    tick(10 ** 6);
+    assert.equal(sentIds(ws).length, 3);
+    assert.equal(ids.length, 6);
+  });
+
+  test('a drop during a paced flush re-sends the rest after the next subscribed, paced again', () => {
+    const { ctx, ids } = offlineQueue(5);
+    subscribed(ctx.ws, 'general');
+    ctx.ws.serverClose(1006);
+    assert.equal(liveTimers().pending, 1, 'only the reconnect timer');
+    tick(ctx.lastState().delayMs);
+    ctx.ws.serverOpen();
+    welcome(ctx.ws, { limits: LIMITS });
+    subscribed(ctx.ws, 'general');
+    assert.deepEqual(sentIds(ctx.ws), ids.slice(0, 3), 'unacknowledged ones too, oldest first');
+    tick(1000);
+    assert.deepEqual(sentIds(ctx.ws), ids);
+    ctx.socket.close();
+  });
+});
+
+describe('RippleSocket rooms the server stops serving', () => {
+  test('a subscribe refused with forbidden rejects its sends, forgets the room, and is not re-subscribed', async () => {
+    const ctx = setup();
+    ctx.socket.subscribe('secret');
+    ctx.socket.subscribe('general');
+    const pending = ctx.socket.send('secret', 'x');
+    ctx.ws.serverOpen();
+    const { ref } = ctx.ws.framesOfType(FRAME.SUBSCRIBE).find((f) => f.room === 'secret');
+    ctx.ws.serverSend({ type: FRAME.ERROR, code: 'forbidden', message: 'private room', ref, room: 'secret' });
+    await assert.rejects(pending.acked, { code: 'forbidden', message: 'private room' });
+    assert.deepEqual(ctx.of('unsubscribed'), [{ room: 'secret', reason: 'forbidden', code: 'forbidden' }]);
+    await assert.rejects(ctx.socket.send('secret', 'y').acked, { code: 'not_subscribed' });
+    subscribed(ctx.ws, 'general');
+    ctx.ws.serverClose(1006);
+    tick(ctx.lastState().delayMs);
+    ctx.ws.serverOpen();
+    assert.deepEqual(ctx.ws.framesOfType(FRAME.SUBSCRIBE).map((f) => f.room), ['general']);
+    ctx.socket.close();
+  });
+
+  test('an unsubscribed frame with a reason ends the subscription: sends reject with forbidden, no re-subscribe', async () => {
+    const ctx = setup();
+    const seen = [];
+    ctx.socket.subscribe('general', { onMessage: (f) => seen.push(f.seq) });
+    ctx.socket.subscribe('random');
+    ctx.ws.serverOpen();
+    subscribed(ctx.ws, 'general');
+    subscribed(ctx.ws, 'random');
+    const inFlight = ctx.socket.send('general', 'x');
+    const elsewhere = ctx.socket.send('random', 'y');
+    ctx.ws.serverSend({ type: FRAME.UNSUBSCRIBED, room: 'general', reason: 'access_revoked' });
+    await assert.rejects(inFlight.acked, { code: 'forbidden' });
+    assert.deepEqual(ctx.of('unsubscribed'), [{ room: 'general', reason: 'access_revoked', code: 'forbidden' }]);
+    assert.equal(ctx.socket.queued, 1, 'other rooms keep theirs');
+    assert.deepEqual(ctx.socket.members('general'), []);
+    ctx.ws.serverSend(message('general', 1));
+    assert.deepEqual(seen, []);
+    ctx.ws.serverSend({ type: FRAME.UNSUBSCRIBED, room: 'general', reason: 'access_revoked' });
+    assert.equal(ctx.of('unsubscribed').length, 1, 'once');
+
+    ctx.ws.serverClose(1006);
+    tick(ctx.lastState().delayMs);
+    ctx.ws.serverOpen();
+    assert.deepEqual(ctx.ws.framesOfType(FRAME.SUBSCRIBE).map((f) => f.room), ['random']);
+    subscribed(ctx.ws, 'random');
+    assert.deepEqual(sentIds(ctx.ws), [elsewhere.clientId]);
+    ctx.socket.close();
+  });
+
+  test('the reply to the client’s own unsubscribe (no reason) changes nothing', () => {
+    const ctx = setup();
+    const seen = [];
+    ctx.socket.subscribe('general', { since: 1, onMessage: (f) => seen.push(f.seq) });
+    ctx.ws.serverOpen();
+    subscribed(ctx.ws, 'general');
+    ctx.ws.serverSend(message('general', 3)); // a gap: unsubscribe, then subscribe again
+    ctx.ws.serverSend({ type: FRAME.UNSUBSCRIBED, room: 'general', ref: null });
+    subscribed(ctx.ws, 'general', [message('general', 2), message('general', 3)]);
+    assert.deepEqual(seen, [2, 3]);
+    assert.deepEqual(ctx.of('unsubscribed'), []);
+    ctx.socket.unsubscribe('general');
+    ctx.ws.serverSend({ type: FRAME.UNSUBSCRIBED, room: 'general', ref: null });
+    assert.deepEqual(ctx.of('unsubscribed'), [], 'the page’s own unsubscribe dispatches nothing');
     ctx.socket.close();
   });
 });

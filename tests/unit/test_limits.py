@@ -183,3 +183,20 @@ async def test_an_extended_session_keeps_its_socket(ws_client):
         await fay.communicator.receive_nothing(timeout=2)
         await fay.send({"type": "ping", "t": 2})
         assert (await fay.recv_type("pong"))["t"] == 2
+
+
+def test_history_keeps_the_newest_messages_that_fit_its_byte_budget():
+    from chat import selectors
+
+    room = services.room_get_or_create(slug="wordy")
+    for i in range(10):
+        services.message_post(room=room, author="ann", body=f"{i}" * 1000, client_id=f"w{i}")
+    common = {"room_id": room.pk, "room_slug": "wordy", "history_size": 50, "resume_limit": 500}
+    first_load = selectors.message_history(since=None, max_bytes=3500, **common)
+    assert [m["seq"] for m in first_load.messages] == [8, 9, 10]
+    assert first_load.complete  # a first load never promised everything
+    resumed = selectors.message_history(since=2, max_bytes=3500, **common)
+    assert [m["seq"] for m in resumed.messages] == [8, 9, 10]
+    assert not resumed.complete  # 3..7 are missing: the client must reload
+    roomy = selectors.message_history(since=7, max_bytes=3500, **common)
+    assert ([m["seq"] for m in roomy.messages], roomy.complete) == ([8, 9, 10], True)

@@ -1,5 +1,6 @@
 """Settings from the environment: documented values are accepted, bad ones refused clearly."""
 
+import json
 import subprocess
 import sys
 
@@ -36,3 +37,18 @@ def test_a_negative_or_non_numeric_conn_max_age_is_refused_by_name():
         completed = load_settings(DATABASE_CONN_MAX_AGE=value)
         assert completed.returncode != 0
         assert "DATABASE_CONN_MAX_AGE" in completed.stderr
+
+
+def test_the_makefile_and_dockerfile_start_daphne_with_the_serving_flags():
+    import re
+
+    from project.serving import DAPHNE_FLAGS
+
+    makefile = (ROOT / "Makefile").read_text()
+    make_flags = re.search(r"^DAPHNE_FLAGS := (.*)$", makefile, re.M)
+    assert make_flags is not None and make_flags.group(1).split() == DAPHNE_FLAGS
+    cmd = re.search(r"^CMD (\[.*?\])$", (ROOT / "Dockerfile").read_text().replace("\\\n", ""), re.M | re.S)
+    assert cmd is not None
+    docker_argv = json.loads(cmd.group(1))
+    for flag, value in zip(DAPHNE_FLAGS[::2], DAPHNE_FLAGS[1::2], strict=True):
+        assert docker_argv[docker_argv.index(flag) + 1] == value, flag

@@ -1,0 +1,56 @@
+"""The Origin allowlist: exact origins from RIPPLE_ALLOWED_ORIGINS, else ALLOWED_HOSTS."""
+
+import pytest
+from channels.testing import WebsocketCommunicator
+
+from chat.origins import normalized, origin_allowed
+from project.asgi import application
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_origins_are_compared_by_scheme_host_and_port():
+    assert normalized("https://Chat.Example.com") == ("https", "chat.example.com", 443)
+    assert normalized("http://127.0.0.1:8000/") == ("http", "127.0.0.1", 8000)
+    for bad in ("null", "", "file://x", "https://", "https://a.com/path", "http://a.com:99999"):
+        assert normalized(bad) is None, bad
+
+
+def test_an_explicit_allowlist_admits_exactly_its_origins(settings):
+    settings.RIPPLE_ALLOWED_ORIGINS = ["https://chat.example.com", "http://localhost:8000"]
+    assert origin_allowed("https://chat.example.com")
+    assert origin_allowed("https://chat.example.com:443")
+    assert origin_allowed("http://localhost:8000")
+    for refused in (
+        "http://chat.example.com",  # another scheme
+        "https://chat.example.com:8443",  # another port
+        "https://evil.example.com",
+        "https://chat.example.com.evil.net",
+        "http://localhost:8001",
+        None,
+        "",
+    ):
+        assert not origin_allowed(refused), refused
+
+
+def test_without_an_allowlist_the_allowed_hosts_decide(settings):
+    settings.RIPPLE_ALLOWED_ORIGINS = []
+    settings.ALLOWED_HOSTS = ["chat.example.com"]
+    assert origin_allowed("https://chat.example.com")
+    assert origin_allowed("http://chat.example.com:8080")
+    assert not origin_allowed("https://evil.example.com")
+    assert not origin_allowed(None)
+
+
+@pytest.mark.parametrize("origin", [b"https://evil.example.com", None])
+async def test_a_handshake_from_another_origin_is_refused_before_the_socket_opens(settings, origin):
+    settings.RIPPLE_ALLOWED_ORIGINS = ["http://localhost"]
+    headers = [(b"host", b"localhost")] + ([(b"origin", origin)] if origin else [])
+    communicator = WebsocketCommunicator(application, "/ws/chat/", headers=headers)
+    connected, _ = await communicator.connect()
+    assert not connected
+    allowed = WebsocketCommunicator(
+        application, "/ws/chat/", headers=[(b"host", b"localhost"), (b"origin", b"http://localhost")]
+    )
+    assert (await allowed.connect())[0]
+    await allowed.disconnect()
