@@ -22,7 +22,7 @@ from django.utils.text import Truncator
 from . import presence, services
 from .forms import AnnouncementForm, CloseRoomsForm, RoomForm
 from .logs import log_event
-from .models import Message, Room
+from .models import Message, Room, RoomMembership
 
 logger = logging.getLogger(__name__)
 
@@ -145,9 +145,19 @@ class ModerationActionsMixin(admin.ModelAdmin):
         return TemplateResponse(request, "admin/chat/action_form.html", context)
 
 
+class RoomMembershipInline(admin.TabularInline):
+    """Members of a private room; deleting one ends their open subscriptions to it at once."""
+
+    model = RoomMembership
+    extra = 1
+    raw_id_fields = ["user"]
+    readonly_fields = ["added_at"]
+
+
 @admin.register(Room)
 class RoomAdmin(ModerationActionsMixin, admin.ModelAdmin):
     form = RoomForm
+    inlines = [RoomMembershipInline]
     list_display = [
         "slug",
         "title",
@@ -155,6 +165,7 @@ class RoomAdmin(ModerationActionsMixin, admin.ModelAdmin):
         "message_count",
         "last_message_at",
         "is_closed",
+        "private",
         "online_now",
     ]
     search_fields = ["slug", "title"]
@@ -168,7 +179,11 @@ class RoomAdmin(ModerationActionsMixin, admin.ModelAdmin):
         return False
 
     def get_fields(self, request, obj=None):
-        return ["slug", "title"] if obj is None else ["slug", "title", *self.computed_fields]
+        return (
+            ["slug", "title", "private"]
+            if obj is None
+            else ["slug", "title", "private", *self.computed_fields]
+        )
 
     def get_readonly_fields(self, request, obj=None):
         # The slug names the room in URLs, frames and presence keys: fixed once created.

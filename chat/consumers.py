@@ -280,6 +280,17 @@ class ChatConsumer(AsyncWebsocketConsumer):
         stats.error(error.code)
         await self.send_frame(protocol.ERROR, protocol.error(error.code, error.message, **error.extra))
 
+    async def _allowed(self, room: Room) -> bool:
+        try:
+            return await database_sync_to_async(services.room_allows)(
+                room=room, user_id=self.identity.user_id
+            )
+        except Exception:
+            logger.exception("checking access to %s failed", room.slug)
+            raise protocol.ProtocolError(
+                protocol.SERVER_ERROR, "could not check access; try again", room=room.slug
+            ) from None
+
     def forget_room(self, slug: str) -> None:
         """The hub ended this subscription (the room was closed)."""
         self.rooms.pop(slug, None)
@@ -404,6 +415,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
             raise protocol.ProtocolError(
                 protocol.ROOM_IS_CLOSED, f"{slug} was closed by a moderator", ref=frame.ref, room=slug
             )
+        if room.private and not await self._allowed(room):
+            raise protocol.ProtocolError(
+                protocol.FORBIDDEN, f"{slug} is private: members only", ref=frame.ref, room=slug
+            )
         try:
             await self.hub.attach(
                 self,
@@ -440,6 +455,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
             raise protocol.ProtocolError(
                 protocol.NOT_SUBSCRIBED, f"subscribe to {slug} before sending", **where
             )
+        if room.private and not await self._allowed(room):
+            # Membership ended a moment ago; the hub is about to end the subscription too.
+            raise protocol.ProtocolError(protocol.FORBIDDEN, f"{slug} is private: members only", **where)
         try:
             posted = await database_sync_to_async(services.message_store)(
                 room=room,

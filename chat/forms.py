@@ -17,7 +17,7 @@ class RoomForm(forms.ModelForm):
 
     class Meta:
         model = Room
-        fields = ["slug", "title"]
+        fields = ["slug", "title", "private"]
 
     def clean_slug(self) -> str:
         slug = self.cleaned_data["slug"]

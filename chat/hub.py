@@ -44,6 +44,8 @@ EVENT_PRESENCE = "room.presence"
 # Moderation, per room: messages deleted, room closed.
 EVENT_DELETED = "room.deleted"
 EVENT_CLOSED = "room.closed"
+# A private room's members changed (or the room became private): re-check every subscriber.
+EVENT_ACCESS = "room.access"
 # Process-wide control events, sent to every hub through CONTROL_GROUP.
 CONTROL_GROUP = "ripple.control"
 EVENT_DISCONNECT_USER = "control.disconnect_user"
@@ -594,6 +596,8 @@ class RoomHub:
             await self._deleted(stream, event["seqs"])
         elif kind == EVENT_CLOSED:
             await self._closed(stream, event.get("reason", ""))
+        elif kind == EVENT_ACCESS:
+            await self._access_changed(stream)
 
     # Moderation.
 
@@ -611,6 +615,36 @@ class RoomHub:
         for consumer, subscription in subscribers:
             consumer.forget_room(stream.slug)
             await self._depart(stream.slug, subscription.member)
+        await self._maybe_leave(stream)
+
+    async def _access_changed(self, stream: RoomStream) -> None:
+        """Send away the subscribers the room no longer allows (chat/services.room_allows)."""
+        private, members = await database_sync_to_async(services_room_member_ids)(room_id=stream.room_id)
+        if not private:
+            return
+        text = protocol.unsubscribed(room=stream.slug, ref=None, reason=protocol.REASON_ACCESS_REVOKED)
+        async with stream.lock:
+            revoked = [
+                (consumer, subscription)
+                for consumer, subscription in stream.subscribers.items()
+                if consumer.identity.user_id not in members
+            ]
+            for consumer, _ in revoked:
+                del stream.subscribers[consumer]
+                try:
+                    await consumer.base_send({"type": "websocket.send", "text": text})
+                except Exception:
+                    logger.debug("send to a closing socket failed", exc_info=True)
+        for consumer, subscription in revoked:
+            consumer.forget_room(stream.slug)
+            log_event(
+                "access_revoked",
+                connection=consumer.connection_id,
+                user=consumer.identity.name,
+                room=stream.slug,
+            )
+            await self._depart(stream.slug, subscription.member)
+        stats.frame_out(protocol.UNSUBSCRIBED, len(revoked))
         await self._maybe_leave(stream)
 
     async def _disconnect_user(self, user_id: int) -> None:
@@ -775,3 +809,10 @@ async def room_event(slug: str, kind: str, data: dict[str, Any]) -> None:
 async def control_event(kind: str, data: dict[str, Any]) -> None:
     """Tell every process that has sockets."""
     await get_channel_layer().group_send(CONTROL_GROUP, {"type": kind, **data})
+
+
+def services_room_member_ids(*, room_id: int) -> tuple[bool, set[int]]:
+    # chat.services imports this module; import it when first needed.
+    from .services import room_member_ids
+
+    return room_member_ids(room_id=room_id)

@@ -13,6 +13,8 @@ class Room(models.Model):
     last_message_at = models.DateTimeField(null=True, blank=True)
     # Set by a moderator: subscribers are sent away and new subscribes refused until reopened.
     closed_at = models.DateTimeField(null=True, blank=True)
+    # Only its members (RoomMembership) may subscribe, read its history, post or see presence.
+    private = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["slug"]
@@ -50,3 +52,19 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.room.slug}#{self.seq} {self.author}"
+
+
+class RoomMembership(models.Model):
+    """A user allowed into a private room. Removing it removes them from open sockets too."""
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    added_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["room", "user"], name="chat_membership_room_user_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.room}"

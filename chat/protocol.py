@@ -93,6 +93,8 @@ SERVER_ERROR = "server_error"
 ROOM_IS_CLOSED = "room_closed"
 RATE_LIMITED = "rate_limited"
 FORBIDDEN = "forbidden"
+# ``unsubscribed.reason`` when the server ends a subscription: membership of a private room lost.
+REASON_ACCESS_REVOKED = "access_revoked"
 ERROR_CODES = frozenset(
     {
         INVALID_JSON,
@@ -403,7 +405,10 @@ def presence(*, room: str, joins: list[dict[str, str]], leaves: list[dict[str, s
     return dumps({"type": PRESENCE, "room": room, "joins": joins, "leaves": leaves})
 
 
-def unsubscribed(*, room: str, ref: str | int | None) -> str:
+def unsubscribed(*, room: str, ref: str | int | None, reason: str | None = None) -> str:
+    """The answer to an ``unsubscribe`` (``ref``), or the server ending one (``reason``, no ref)."""
+    if reason is not None:
+        return dumps({"type": UNSUBSCRIBED, "room": room, "ref": None, "reason": reason})
     return dumps({"type": UNSUBSCRIBED, "room": room, "ref": ref})
 
 

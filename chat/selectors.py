@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from . import protocol
 from .models import Message, Room
@@ -88,9 +88,12 @@ def room_last_seqs(*, room_ids: list[int]) -> dict[int, int]:
     return dict(Room.objects.filter(pk__in=room_ids).values_list("pk", "last_seq"))
 
 
-def room_list_active(*, limit: int = 100) -> QuerySet[Room]:
-    """Rooms with the most recent activity first."""
-    return Room.objects.order_by("-last_message_at", "slug")[:limit]
+def room_list_active(*, user_id: int | None = None, limit: int = 100) -> QuerySet[Room]:
+    """Rooms with the most recent activity first: public ones, and private ones ``user_id`` is in."""
+    visible = Q(private=False)
+    if user_id is not None:
+        visible |= Q(memberships__user_id=user_id)
+    return Room.objects.filter(visible).distinct().order_by("-last_message_at", "slug")[:limit]
 
 
 def message_list_recent(*, room: Room, limit: int) -> list[Message]:

@@ -91,3 +91,38 @@ async def test_disconnecting_a_user_reaches_their_socket_on_another_process(daph
             while True:
                 await ws.recv()
     assert closed.value.rcvd.code == 4403
+
+
+async def test_losing_a_private_rooms_membership_ends_subscriptions_on_every_worker(daphne, worker_env):
+    from chat.models import Room, RoomMembership
+
+    eve_id, eve_key = await asyncio.to_thread(logged_in_session, "eve")
+    fay_id, fay_key = await asyncio.to_thread(logged_in_session, "fay")
+
+    def make_room() -> None:
+        room = Room.objects.create(slug="board", private=True)
+        for user_id in (eve_id, fay_id):
+            RoomMembership.objects.create(room=room, user_id=user_id)
+
+    await asyncio.to_thread(make_room)
+    workers = [daphne(REDIS_URL=worker_env["REDIS_URL"]), daphne(REDIS_URL=worker_env["REDIS_URL"])]
+    sockets = []
+    try:
+        # eve on both workers, fay on the second.
+        for worker, key in ((workers[0], eve_key), (workers[1], eve_key), (workers[1], fay_key)):
+            url = f"{worker.ws_url}/ws/chat/"
+            sockets.append(await subscribed_socket(url, "board", headers={"Cookie": f"sessionid={key}"}))
+        await asyncio.to_thread(moderate, "revoke", f"board:{eve_id}", worker_env)
+        for ws in sockets[:2]:
+            ended = await recv_until(ws, "unsubscribed", 2.0)
+            assert ended["reason"] == "access_revoked"
+        fay = sockets[2]
+        await fay.send(
+            json.dumps({"type": "message", "room": "board", "body": "eve is gone", "client_id": "f1"})
+        )
+        assert (await recv_until(fay, "ack"))["seq"] == 1
+        await sockets[0].send(json.dumps({"type": "subscribe", "room": "board"}))
+        assert (await recv_until(sockets[0], "error"))["code"] == "forbidden"
+    finally:
+        for ws in sockets:
+            await ws.close()

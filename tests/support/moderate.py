@@ -2,7 +2,7 @@
 
 ``python -m tests.support.moderate ACTION ARG`` with DATABASE_URL and REDIS_URL set, where
 ACTION is delete (ARG: comma-separated message ids), announce (ARG: room slug), close (ARG:
-room slug) or disconnect (ARG: user id).
+room slug), disconnect (ARG: user id) or revoke (ARG: room slug:user id, removes a membership).
 """
 
 import os
@@ -26,6 +26,12 @@ def main() -> None:
         services.room_close(room=Room.objects.get(slug=arg), reason="closed for the night")
     elif action == "disconnect":
         services.user_disconnect(user_id=int(arg))
+    elif action == "revoke":
+        from chat.models import RoomMembership
+
+        slug, user_id = arg.split(":")
+        deleted, _ = RoomMembership.objects.filter(room__slug=slug, user_id=int(user_id)).delete()
+        assert deleted == 1, f"no membership of user {user_id} in {slug}"
     else:
         raise SystemExit(f"unknown action {action}")
 

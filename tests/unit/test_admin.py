@@ -209,10 +209,31 @@ def test_room_detail_shows_computed_fields_read_only(admin_client, no_presence):
 
 def test_room_added_by_hand_needs_a_valid_slug(admin_client):
     url = reverse("admin:chat_room_add")
-    assert admin_client.post(url, {"slug": "Not Valid", "title": ""}).status_code == 200
+    no_members = {"memberships-TOTAL_FORMS": "0", "memberships-INITIAL_FORMS": "0"}
+    assert admin_client.post(url, {"slug": "Not Valid", "title": "", **no_members}).status_code == 200
     assert not Room.objects.exists()
-    assert admin_client.post(url, {"slug": "team", "title": "Team"}).status_code == 302
+    assert admin_client.post(url, {"slug": "team", "title": "Team", **no_members}).status_code == 302
     assert Room.objects.get().slug == "team"
+
+
+def test_a_private_room_and_its_members_are_set_in_the_admin(admin_client):
+    from django.contrib.auth.models import User
+
+    from chat.models import RoomMembership
+
+    member = User.objects.create_user("member", password="pw-long-enough-1")
+    form = {
+        "slug": "staff-only",
+        "title": "",
+        "private": "on",
+        "memberships-TOTAL_FORMS": "1",
+        "memberships-INITIAL_FORMS": "0",
+        "memberships-0-user": str(member.pk),
+    }
+    assert admin_client.post(reverse("admin:chat_room_add"), form).status_code == 302
+    room = Room.objects.get(slug="staff-only")
+    assert room.private
+    assert list(RoomMembership.objects.filter(room=room).values_list("user_id", flat=True)) == [member.pk]
 
 
 def test_messages_are_read_only_in_the_admin(admin_client):
