@@ -239,3 +239,23 @@ async def test_a_reader_that_stalls_is_closed_past_the_outbound_limit_and_resume
     assert seqs == list(range(sent - len(seqs) + 1, sent + 1))
     assert resumed["complete"] is (seqs[:1] == [last + 1])
     assert len(json.dumps(resumed["messages"])) <= 512 * 1024
+
+
+async def test_a_socket_is_closed_with_4401_when_its_session_expires(daphne):
+    from datetime import timedelta
+
+    from django.contrib.sessions.models import Session
+    from django.utils import timezone
+
+    from tests.support.sessions import logged_in_session
+
+    server = daphne()
+    _, key = await database_sync_to_async(logged_in_session)("gus")
+    soon = timezone.now() + timedelta(seconds=2)
+    await database_sync_to_async(Session.objects.filter(session_key=key).update)(expire_date=soon)
+    headers = {"Cookie": f"sessionid={key}"}
+    async with websockets.connect(
+        f"{server.ws_url}/ws/chat/", origin=ORIGIN, additional_headers=headers
+    ) as ws:
+        assert (await recv_until(ws, "welcome"))["user"] == {"name": "gus", "authenticated": True}
+        assert await close_code(ws, timeout=10) == 4401
