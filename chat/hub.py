@@ -51,6 +51,10 @@ CONTROL_GROUP = "ripple.control"
 EVENT_DISCONNECT_USER = "control.disconnect_user"
 # A session ended (logout): its sockets close with 4401.
 EVENT_END_SESSION = "control.end_session"
+# A client frame POSTed to any worker for the HTTP fallback stream it belongs to (chat/sse.py).
+EVENT_CONNECTION_FRAME = "conn.frame"
+# Where a fallback stream's consumer takes frames from (set in its scope by chat/sse.py).
+INBOX_KEY = "ripple.inbox"
 # manage.py drain: the named processes (or all) send their sockets away (chat/drain.py).
 EVENT_DRAIN = "control.drain"
 # After the drain window, sockets still open are given this long to finish closing.
@@ -577,6 +581,9 @@ class RoomHub:
         if kind == EVENT_DISCONNECT_USER:
             await self._disconnect_user(event["user_id"])
             return
+        if kind == EVENT_CONNECTION_FRAME:
+            self._connection_frame(event)
+            return
         if kind == EVENT_DRAIN:
             if event.get("process") in (None, self.process_id):
                 log_event("drain_requested", signal="manage.py drain", window_s=event["window_s"])
@@ -698,6 +705,16 @@ class RoomHub:
                     except Exception:
                         logger.warning("refreshing room %s failed", slug, exc_info=True)
 
+    def _connection_frame(self, event: dict[str, Any]) -> None:
+        """Hand a POSTed frame to its fallback stream's consumer, if that stream is here."""
+        for consumer in self.connections:
+            if consumer.connection_id == event["connection"]:
+                inbox = consumer.scope.get(INBOX_KEY)
+                # Only from the session that opened the stream (its id alone is not enough).
+                if inbox is not None and consumer.session_tag == event["session"]:
+                    inbox.put_nowait({"type": "websocket.receive", "text": event["text"]})
+                return
+
     async def drain(self, window_s: float) -> None:
         """Close every socket here with 4512, at random moments spread over ``window_s``.
 
@@ -816,3 +833,15 @@ def services_room_member_ids(*, room_id: int) -> tuple[bool, set[int]]:
     from .services import room_member_ids
 
     return room_member_ids(room_id=room_id)
+
+
+def connection_group(connection_id: str) -> str:
+    """The group a fallback stream's process joins, so POSTs on any worker reach it."""
+    return f"ripple.conn.{connection_id}"
+
+
+async def connection_frame(connection_id: str, *, session: str, text: str) -> None:
+    await get_channel_layer().group_send(
+        connection_group(connection_id),
+        {"type": EVENT_CONNECTION_FRAME, "connection": connection_id, "session": session, "text": text},
+    )

@@ -1,7 +1,7 @@
 from channels.auth import AuthMiddlewareStack
 from django.urls import path
 
-from . import consumers, dashboard
+from . import consumers, dashboard, sse
 from .origins import OriginGuard
 
 websocket_urlpatterns = [
@@ -15,4 +15,10 @@ websocket_urlpatterns = [
         "ws/admin/dashboard/",
         OriginGuard(AuthMiddlewareStack(dashboard.DashboardConsumer.as_asgi())),
     ),
+]
+
+http_stream_urlpatterns = [
+    # The HTTP fallback (chat/sse.py): the chat consumer's frames as Server-Sent Events. The
+    # session identifies the user as on the socket; the stream checks Origin itself.
+    path("sse/chat/", AuthMiddlewareStack(sse.SseChatStream(consumers.ChatConsumer.as_asgi()))),
 ]

@@ -10,10 +10,18 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402  (needs the app registry)
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
+from django.urls import re_path  # noqa: E402
 
-from chat.routing import websocket_urlpatterns  # noqa: E402
+from chat.routing import http_stream_urlpatterns, websocket_urlpatterns  # noqa: E402
 
 # Without a web server in front (make run, the tests), daphne serves /static/ itself.
 http_app = ASGIStaticFilesHandler(django_asgi_app) if settings.RIPPLE_SERVE_STATIC else django_asgi_app
 
-application = ProtocolTypeRouter({"http": http_app, "websocket": URLRouter(websocket_urlpatterns)})
+application = ProtocolTypeRouter(
+    {
+        # The HTTP fallback's event stream is a long-lived ASGI app of its own; every other
+        # request goes to Django.
+        "http": URLRouter([*http_stream_urlpatterns, re_path(r"", http_app)]),  # type: ignore[arg-type]  # an ASGI app, as Channels routes take
+        "websocket": URLRouter(websocket_urlpatterns),
+    }
+)

@@ -1,0 +1,220 @@
+"""The HTTP fallback transport: the chat socket's frames over Server-Sent Events and POST.
+
+For clients whose WebSocket does not get through (a proxy that strips ``Upgrade``, a browser
+without it), the same protocol travels over plain HTTP (docs/protocol.md, "HTTP fallback"):
+
+- ``GET /sse/chat/`` is a stream: every server frame is one SSE event (``data: <frame>``), the
+  first being ``welcome`` with the ``connection_id``; ``: keep-alive`` comments keep proxies
+  from timing it out; a close becomes ``event: close`` / ``data: {"code": N}`` and the end of
+  the response.
+- ``POST /sse/chat/send/?connection=<id>`` carries one client frame. It may reach any worker:
+  the frame goes through the channel layer to the worker holding the stream (group
+  ``ripple.conn.<id>``), whose consumer handles it exactly as a socket frame, so every reply,
+  error, rate limit and size limit is the socket's own.
+
+The stream is a ``ChatConsumer`` behind an adapter that speaks the WebSocket half of ASGI to it
+and SSE to the client: one implementation of the protocol, two transports. State lives in the
+database and the channel layer, so no sticky sessions are needed. A plain ASGI class rather
+than Channels' ``AsyncHttpConsumer``: that one ends the response when ``handle()`` returns and
+cannot see ``http.disconnect`` while ``handle()`` runs, and a stream needs both the other way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.http import require_POST
+
+from . import hub, protocol
+from .identity import session_tag
+from .origins import origin_allowed
+
+logger = logging.getLogger(__name__)
+
+# Comment lines at this interval keep nginx (proxy_read_timeout) and other proxies from
+# closing a quiet stream; the client's pings still go by POST, as on a socket.
+KEEPALIVE_S = 15.0
+CONNECTION_ID_RE = re.compile(r"[0-9a-f]{32}")
+# The same ceiling daphne puts on a socket frame (project/serving.py).
+MAX_POST_BYTES = 65536
+
+
+def _header(scope: dict[str, Any], name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return value.decode("latin1")
+    return None
+
+
+class SseChatStream:
+    """ASGI app for ``GET /sse/chat/``: runs a ChatConsumer and streams its frames as SSE."""
+
+    def __init__(self, consumer_app: Any) -> None:
+        self.consumer_app = consumer_app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["method"] != "GET":
+            await _plain(send, 405, b"GET only\n")
+            return
+        # EventSource requests are same-origin; a page elsewhere gets nothing (and its
+        # browser sends either Origin or Sec-Fetch-Site: cross-site).
+        origin = _header(scope, b"origin")
+        if (origin is not None and not origin_allowed(origin)) or _header(
+            scope, b"sec-fetch-site"
+        ) == "cross-site":
+            await _plain(send, 403, b"origin not allowed\n")
+            return
+        while True:  # the request body (empty for a GET)
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            if not message.get("more_body"):
+                break
+        await _Stream(scope, send).run(self.consumer_app, receive)
+
+
+async def _plain(send: Any, status: int, body: bytes) -> None:
+    await send(
+        {"type": "http.response.start", "status": status, "headers": [(b"content-type", b"text/plain")]}
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class _Stream:
+    """One stream: WebSocket ASGI events from the consumer become SSE on the response."""
+
+    def __init__(self, scope: dict[str, Any], send: Any) -> None:
+        self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.scope = {**scope, "type": "websocket", "subprotocols": [], hub.INBOX_KEY: self.inbox}
+        self.send = send
+        self.started = self.ended = False
+        self.connection_id: str | None = None
+        self.joined = False
+
+    async def run(self, consumer_app: Any, receive: Any) -> None:
+        await self.inbox.put({"type": "websocket.connect"})
+        consumer = asyncio.create_task(consumer_app(self.scope, self.inbox.get, self._from_consumer))
+        client_gone = asyncio.create_task(self._client_gone(receive))
+        keepalive = asyncio.create_task(self._keepalive())
+        try:
+            await asyncio.wait({consumer, client_gone}, return_when=asyncio.FIRST_COMPLETED)
+            if not consumer.done():
+                # The client went away: the consumer cleans up as after a socket's disconnect.
+                await self.inbox.put({"type": "websocket.disconnect", "code": 1001})
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(consumer), 10)
+        finally:
+            for task in (consumer, client_gone, keepalive):
+                task.cancel()
+            await asyncio.gather(consumer, client_gone, keepalive, return_exceptions=True)
+            await self._leave_group()
+            if not self.started:
+                await _plain(self.send, 500, b"the stream could not start\n")
+            elif not self.ended:
+                self.ended = True
+                with contextlib.suppress(Exception):
+                    await self.send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _client_gone(self, receive: Any) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    async def _keepalive(self) -> None:
+        while True:
+            await asyncio.sleep(KEEPALIVE_S)
+            if self.started and not self.ended:
+                await self.send(
+                    {"type": "http.response.body", "body": b": keep-alive\n\n", "more_body": True}
+                )
+
+    async def _from_consumer(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        if self.ended:
+            return
+        if kind == "websocket.accept":
+            self.started = True
+            await self.send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [
+                        (b"content-type", b"text/event-stream; charset=utf-8"),
+                        (b"cache-control", b"no-store"),
+                        # nginx: pass events on at once instead of buffering the response.
+                        (b"x-accel-buffering", b"no"),
+                    ],
+                }
+            )
+            # No automatic reconnect by EventSource: the client's own logic resumes with since.
+            await self.send({"type": "http.response.body", "body": b"retry: 86400000\n\n", "more_body": True})
+        elif kind == "websocket.send":
+            text = message.get("text")
+            if text is None:
+                return
+            if self.connection_id is None and text.startswith('{"type":"welcome"'):
+                self.connection_id = json.loads(text)["connection_id"]
+                await self._join_group()
+            await self.send(
+                {"type": "http.response.body", "body": f"data: {text}\n\n".encode(), "more_body": True}
+            )
+        elif kind == "websocket.close":
+            code = message.get("code", protocol.CLOSE_NORMAL)
+            if not self.started:
+                # Refused before opening (e.g. a draining worker): an HTTP refusal, as for a socket.
+                self.started = self.ended = True
+                await _plain(self.send, 403, b"refused\n")
+            else:
+                self.ended = True
+                body = f'event: close\ndata: {{"code": {int(code)}}}\n\n'.encode()
+                await self.send({"type": "http.response.body", "body": body, "more_body": False})
+            await self.inbox.put({"type": "websocket.disconnect", "code": code})
+
+    async def _join_group(self) -> None:
+        local = hub.get_hub()
+        if local.channel is None or self.connection_id is None:
+            return
+        await local.layer.group_add(hub.connection_group(self.connection_id), local.channel)
+        self.joined = True
+
+    async def _leave_group(self) -> None:
+        if not self.joined or self.connection_id is None:
+            return
+        local = hub.get_hub()
+        if local.channel is not None:
+            with contextlib.suppress(Exception):
+                await local.layer.group_discard(hub.connection_group(self.connection_id), local.channel)
+
+
+@require_POST
+async def send_frame(request: HttpRequest) -> HttpResponse:
+    """``POST /sse/chat/send/?connection=<id>``: one client frame for the stream ``id``.
+
+    Django's CSRF middleware has checked the token (``X-CSRFToken``); the Origin is checked as
+    for a socket. The frame itself is checked by the stream's consumer, which answers on the
+    stream, so the answer here is only 202, or a refusal of the request itself.
+    """
+    origin = request.headers.get("Origin")
+    if origin is not None and not origin_allowed(origin):
+        return JsonResponse({"error": "origin_not_allowed"}, status=403)
+    connection_id = request.GET.get("connection", "")
+    if not CONNECTION_ID_RE.fullmatch(connection_id):
+        return JsonResponse({"error": "invalid_connection"}, status=400)
+    if len(request.body) > MAX_POST_BYTES:
+        return JsonResponse({"error": protocol.FRAME_TOO_LARGE}, status=413)
+    try:
+        text = request.body.decode("utf-8")
+    except UnicodeDecodeError:
+        return JsonResponse({"error": protocol.INVALID_JSON}, status=400)
+    tag = session_tag(request.session) if request.session.session_key else ""
+    try:
+        await hub.connection_frame(connection_id, session=tag, text=text)
+    except Exception:
+        logger.warning("forwarding a fallback frame failed", exc_info=True)
+        return JsonResponse({"error": "try_again_later"}, status=503)
+    return JsonResponse({"accepted": True}, status=202)

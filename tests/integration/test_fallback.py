@@ -1,0 +1,177 @@
+"""The HTTP fallback (Server-Sent Events down, POST up) against real daphne processes."""
+
+import asyncio
+import json
+import signal
+
+import pytest
+import websockets
+from channels.db import database_sync_to_async
+
+from chat.models import Message
+from tests.integration.test_fault_kill import guest_session
+from tests.support.sse_client import SseStream, page_credentials, post_frame
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+async def open_stream(server, session: str | None = None) -> tuple[SseStream, dict[str, str]]:
+    credentials = await asyncio.to_thread(page_credentials, server.http_url, session)
+    stream = SseStream("127.0.0.1", server.port, credentials["cookie"])
+    assert await stream.open() == 200
+    welcome = await stream.frame()
+    assert welcome is not None and welcome["type"] == "welcome"
+    return stream, credentials
+
+
+async def post(server, stream: SseStream, credentials, frame, origin: str | None = None):
+    origin = origin or server.http_url
+    return await asyncio.to_thread(
+        post_frame, server.http_url, stream.connection_id, frame, credentials, origin
+    )
+
+
+async def recv_until(ws, frame_type: str, timeout: float = 5) -> dict:
+    async with asyncio.timeout(timeout):
+        while True:
+            frame = json.loads(await ws.recv())
+            if frame["type"] == frame_type:
+                return frame
+
+
+async def test_a_fallback_client_and_a_socket_chat_both_ways_in_order(daphne):
+    server = daphne()
+    stream, credentials = await open_stream(server)
+    try:
+        assert await post(server, stream, credentials, {"type": "subscribe", "room": "mixed", "ref": 1}) == (
+            202,
+            {"accepted": True},
+        )
+        assert (await stream.frame_of("subscribed"))["ref"] == 1
+        async with websockets.connect(f"{server.ws_url}/ws/chat/", origin=server.http_url) as ws:
+            await recv_until(ws, "welcome")
+            await ws.send(json.dumps({"type": "subscribe", "room": "mixed"}))
+            await recv_until(ws, "subscribed")
+            for i in range(3):
+                frame = {"type": "message", "room": "mixed", "body": f"http {i}", "client_id": f"h{i}"}
+                assert (await post(server, stream, credentials, frame))[0] == 202
+                await ws.send(
+                    json.dumps({"type": "message", "room": "mixed", "body": f"ws {i}", "client_id": f"w{i}"})
+                )
+            seen_by_ws = [(await recv_until(ws, "message"))["body"] for _ in range(6)]
+            seen_by_stream = [(await stream.frame_of("message"))["body"] for _ in range(6)]
+        stored = await database_sync_to_async(
+            lambda: list(
+                Message.objects.filter(room__slug="mixed").order_by("seq").values_list("body", flat=True)
+            )
+        )()
+        assert seen_by_ws == seen_by_stream == stored  # the same order everywhere: the database's
+        assert sorted(stored) == sorted([f"http {i}" for i in range(3)] + [f"ws {i}" for i in range(3)])
+        await post(server, stream, credentials, {"type": "ping", "t": 7, "ref": "p"})
+        assert await stream.frame_of("pong") == {"type": "pong", "t": 7, "ref": "p"}
+    finally:
+        await stream.close()
+
+
+async def test_a_post_reaches_the_stream_through_any_worker(daphne, redis_url):
+    first, second = daphne(REDIS_URL=redis_url), daphne(REDIS_URL=redis_url)
+    stream, credentials = await open_stream(first)
+    try:
+        # The frames go to the second worker; the stream lives on the first (no sticky sessions).
+        await post(second, stream, credentials, {"type": "subscribe", "room": "anywhere"})
+        await stream.frame_of("subscribed")
+        await post(
+            second,
+            stream,
+            credentials,
+            {"type": "message", "room": "anywhere", "body": "x", "client_id": "a1"},
+        )
+        assert (await stream.frame_of("ack"))["seq"] == 1
+    finally:
+        await stream.close()
+
+
+async def test_the_post_endpoint_refuses_what_a_socket_would_refuse(daphne):
+    server = daphne(RIPPLE_RATE_FRAMES_BURST="5", RIPPLE_RATE_FRAMES_PER_S="0.1")
+    stream, credentials = await open_stream(server)
+    try:
+        no_token = {**credentials, "token": "wrong"}
+        assert (await post(server, stream, no_token, {"type": "ping"}))[0] == 403  # CSRF
+        assert (await post(server, stream, credentials, {"type": "ping"}, origin="http://evil.example"))[
+            0
+        ] == 403
+        status, answer = await post(server, stream, credentials, "x" * 70_000)
+        assert (status, answer) == (413, {"error": "frame_too_large"})
+        # The stream's consumer checks the frames themselves, as on a socket.
+        await post(server, stream, credentials, "not json")
+        assert (await stream.frame_of("error"))["code"] == "invalid_json"
+        for i in range(6):
+            await post(server, stream, credentials, {"type": "ping", "t": i})
+        replies = [await stream.frame() for _ in range(5)]
+        assert [r["type"] for r in replies] == ["pong"] * 4 + ["error"]
+        assert replies[-1]["code"] == "rate_limited"
+        # Another session cannot drive this stream by knowing its id.
+        stranger = await asyncio.to_thread(
+            page_credentials, server.http_url, await database_sync_to_async(guest_session)("x")
+        )
+        assert (await post(server, stream, stranger, {"type": "ping", "t": "stranger"}))[0] == 202
+        await post(server, stream, credentials, {"type": "unsubscribe", "room": "none"})
+        # The next frame on the stream answers that unsubscribe: the stranger's ping got no pong.
+        assert (await stream.frame())["type"] == "error"
+    finally:
+        await stream.close()
+
+
+async def test_a_fallback_client_survives_a_worker_kill_and_resumes_exactly(daphne, redis_url):
+    doomed, survivor = daphne(REDIS_URL=redis_url), daphne(REDIS_URL=redis_url)
+    session = await database_sync_to_async(guest_session)("fallback-fan")
+    stream, credentials = await open_stream(doomed, session)
+    seen: dict[int, str] = {}
+    outbox: dict[str, str] = {}
+    try:
+        await post(doomed, stream, credentials, {"type": "subscribe", "room": "resilient"})
+        await stream.frame_of("subscribed")
+        for i in range(5):
+            outbox[f"k{i}"] = f"before {i}"
+            await post(
+                doomed,
+                stream,
+                credentials,
+                {"type": "message", "room": "resilient", "body": f"before {i}", "client_id": f"k{i}"},
+            )
+        for _ in range(5):
+            frame = await stream.frame_of("message")
+            seen[frame["seq"]] = frame["body"]
+            outbox.pop(frame["client_id"], None)
+        # Queued while the worker dies: not acked, so the client sends them again afterwards.
+        outbox.update({"k5": "during 5", "k6": "during 6"})
+        doomed.signal(signal.SIGKILL)
+        await asyncio.to_thread(doomed.proc.wait, 5)
+        assert await stream.frame(timeout=5) is None  # the stream ended with the worker
+    finally:
+        await stream.close()
+    # Back through the other worker: resume from the last seq seen, then re-send the outbox.
+    stream, credentials = await open_stream(survivor, session)
+    try:
+        await post(
+            survivor, stream, credentials, {"type": "subscribe", "room": "resilient", "since": max(seen)}
+        )
+        resumed = await stream.frame_of("subscribed")
+        assert resumed["complete"] and resumed["messages"] == []
+        for client_id, body in list(outbox.items()):
+            await post(
+                survivor,
+                stream,
+                credentials,
+                {"type": "message", "room": "resilient", "body": body, "client_id": client_id},
+            )
+        while outbox:
+            frame = await stream.frame_of("message")
+            seen[frame["seq"]] = frame["body"]
+            outbox.pop(frame["client_id"], None)
+    finally:
+        await stream.close()
+    stored = await database_sync_to_async(
+        lambda: dict(Message.objects.filter(room__slug="resilient").values_list("seq", "body"))
+    )()
+    assert seen == stored and sorted(stored) == list(range(1, 8))
