@@ -1,13 +1,14 @@
 /**
  * DOM wiring for the room page (`<main id="room">`): one RippleSocket, one
  * room, the message list in seq order, the composer, a status line that
- * always says what the connection is doing, and who is here.
+ * always says what the connection is doing (and, once connected, whether it
+ * runs over the HTTP fallback), and who is here.
  *
  * Every piece of text from the network goes into the page through
  * `textContent`, never as HTML.
  */
 
-import { CLOSE, RippleSocket, STATE, socketUrl } from './ripple-socket.js';
+import { CLOSE, RippleSocket, STATE, TRANSPORT, socketUrl } from './ripple-socket.js';
 
 /** `HH:MM` in the reader's time zone, or '' for a date that does not parse. */
 export function formatTime(iso) {
@@ -17,10 +18,14 @@ export function formatTime(iso) {
   return `${pad(date.getHours())}:${pad(date.getMinutes())}`;
 }
 
-/** The status line for a `statechange` detail: `{dataState, text, retry}`. */
+/**
+ * The status line for a `statechange` detail: `{dataState, text, retry}`.
+ * `dataState` is the same whatever the transport; the text names the HTTP fallback.
+ */
 export function describeState(detail, nowMs = Date.now(), deadlineMs = null) {
   switch (detail.state) {
     case STATE.OPEN:
+      if (detail.transport === TRANSPORT.SSE) return { dataState: 'open', text: 'Connected (HTTP fallback)', retry: false };
       return { dataState: 'open', text: 'Connected', retry: false };
     case STATE.CONNECTING:
       return { dataState: 'connecting', text: 'Connecting…', retry: false };
@@ -30,6 +35,7 @@ export function describeState(detail, nowMs = Date.now(), deadlineMs = null) {
       }
       if (detail.code === CLOSE.TRY_AGAIN_LATER) return { dataState: 'reconnecting', text: 'Server busy, reconnecting…', retry: false };
       if (detail.code === CLOSE.DRAINING) return { dataState: 'reconnecting', text: 'Server restarting, reconnecting…', retry: false };
+      if (detail.code === CLOSE.CLIENT_TRANSPORT_SWITCH) return { dataState: 'reconnecting', text: 'Switching to WebSocket…', retry: false };
       const attempt = `(attempt ${detail.attempt} of ${detail.maxAttempts})`;
       if (deadlineMs === null) return { dataState: 'reconnecting', text: `Reconnecting… ${attempt}`, retry: false };
       const seconds = Math.max(1, Math.ceil((deadlineMs - nowMs) / 1000));
@@ -102,6 +108,7 @@ export function mountChatRoom(root, {
       const view = describeState(detail, Date.now(), deadline);
       if (status) {
         status.dataset.state = view.dataState;
+        status.dataset.transport = detail.transport;
         status.textContent = view.text;
       }
       if (retryButton) retryButton.hidden = !view.retry;

@@ -1,13 +1,13 @@
 /**
- * Ripple's browser client: one WebSocket per tab carrying any number of room
+ * Ripple's browser client: one connection per tab carrying any number of room
  * subscriptions (docs/protocol.md, protocol version 1).
  *
- * It keeps the socket alive with an application heartbeat, reconnects with
- * exponential backoff and full jitter, resumes every room from the last `seq`
- * it saw, drops duplicate messages, and re-sends unacknowledged messages with
- * their original `client_id` so the server stores each one exactly once. It
- * also keeps each room's member list ("who is here") from `subscribed.members`
- * and the `presence` frames that follow.
+ * It keeps the connection alive with an application heartbeat, reconnects
+ * with exponential backoff and full jitter, resumes every room from the last
+ * `seq` it saw, drops duplicate messages, and re-sends unacknowledged messages
+ * with their original `client_id` so the server stores each one exactly once.
+ * It also keeps each room's member list ("who is here") from
+ * `subscribed.members` and the `presence` frames that follow.
  *
  * It obeys the server's limits: a frame refused with `rate_limited` is sent
  * again after `retry_after_ms` (nothing is lost), later messages wait behind
@@ -16,10 +16,22 @@
  * A room the server stops serving (`forbidden`, or an `unsubscribed` frame with
  * a `reason`) is forgotten.
  *
+ * It chooses the transport itself: WebSocket first, and the HTTP fallback
+ * (`SseSocket`: Server-Sent Events and POST, `./sse-socket.js`) when there is
+ * no WebSocket, or when `fallbackAfterFailures` WebSocket attempts in a row
+ * fail fast (closed before they open, within `fastFailureMs`). The choice is
+ * kept for the tab in sessionStorage (`ripple.transport`), so a reload starts
+ * on the fallback; while on it, a background WebSocket probe every
+ * `wsRetryMs` moves the tab back as soon as a WebSocket gets its `welcome`.
+ * The `transport` getter and every `statechange` say which one is in use.
+ *
  * No dependencies and no build step. The only browser objects it touches are
- * `WebSocket`, `window` (online/offline), `document` (visibilitychange) and
- * `navigator` (onLine), all injectable through the constructor options.
+ * `WebSocket`, `EventSource` and `fetch` (through SseSocket), `window`
+ * (online/offline), `document` (visibilitychange), `navigator` (onLine) and
+ * `sessionStorage`, all injectable through the constructor options.
  */
+
+import { SseSocket } from './sse-socket.js';
 
 export const PROTOCOL_VERSION = 1;
 
@@ -64,6 +76,7 @@ export const CLOSE = Object.freeze({
   CLIENT_HEARTBEAT_TIMEOUT: 4000,
   CLIENT_CONNECT_TIMEOUT: 4001,
   CLIENT_SUBSCRIBE_FAILED: 4002,
+  CLIENT_TRANSPORT_SWITCH: 4003, // leaving the HTTP fallback: WebSocket gets through again
   // Sent by the server. 4400–4499 other than 4408: "do not come back".
   SESSION_ENDED: 4401, // logout or session expiry: the page must reload
   DISCONNECTED_BY_MODERATOR: 4403,
@@ -93,6 +106,15 @@ const ID_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456
 const WS_CONNECTING = 0;
 const WS_OPEN = 1;
 
+/** Transport names, as reported by `RippleSocket#transport` and `statechange`. */
+export const TRANSPORT = Object.freeze({
+  WEBSOCKET: 'websocket',
+  SSE: 'sse',
+});
+
+// The sessionStorage key that keeps the tab's transport across reloads.
+const TRANSPORT_STORAGE_KEY = 'ripple.transport';
+
 // Rooms are `pending` from the moment a subscribe is owed or in flight until
 // its `subscribed` arrives; live messages are only accepted while `active`.
 const ROOM_PENDING = 'pending';
@@ -114,6 +136,9 @@ const DEFAULTS = Object.freeze({
   heartbeatIntervalMs: 20000,
   heartbeatTimeoutMs: 10000,
   clientIdPrefix: '',
+  fallbackAfterFailures: 3,
+  fastFailureMs: 3000,
+  wsRetryMs: 60000,
 });
 
 /** True for close codes after which the server does not want the client back. */
@@ -318,6 +343,17 @@ function reportListenerError(error) {
   else console.error(error);
 }
 
+/** A frame from its JSON text: an object with a string `type`, or null. */
+function parseFrame(text) {
+  let frame;
+  try {
+    frame = JSON.parse(text);
+  } catch {
+    return null;
+  }
+  return frame !== null && typeof frame === 'object' && typeof frame.type === 'string' ? frame : null;
+}
+
 /** The wait a `rate_limited` error asks for, in ms: its `retry_after_ms`, bounded. */
 function retryAfterOf(frame) {
   const ms = frame.retry_after_ms;
@@ -327,6 +363,38 @@ function retryAfterOf(frame) {
 
 function canSendCloseCode(code) {
   return code === CLOSE.NORMAL || (code >= 3000 && code <= 4999);
+}
+
+/** A transport constructor's name: its static `transport` (SseSocket: 'sse'), else 'websocket'. */
+function transportName(Socket) {
+  return typeof Socket.transport === 'string' ? Socket.transport : TRANSPORT.WEBSOCKET;
+}
+
+/**
+ * The transports to try, in order of preference, as `{name, Socket}`: the
+ * `transports` option, or WebSocket then SseSocket where the environment has
+ * them. Entries that are not constructors (a missing `WebSocket`) are left out.
+ */
+function pickTransports(options) {
+  let list = options.transports;
+  if (list === undefined || list === null) {
+    list = [options.WebSocket ?? globalThis.WebSocket];
+    if (SseSocket.supported(globalThis)) list.push(SseSocket);
+  } else if (!Array.isArray(list)) {
+    throw new TypeError('transports must be an array of constructors');
+  }
+  const picked = list.filter((Socket) => typeof Socket === 'function').map((Socket) => ({ name: transportName(Socket), Socket }));
+  if (picked.length === 0) throw new TypeError('RippleSocket needs a WebSocket constructor (or a fallback transport)');
+  return picked;
+}
+
+/** The browser's sessionStorage, or null where it is missing or refused (privacy settings). */
+function defaultSessionStorage() {
+  try {
+    return globalThis.sessionStorage ?? null;
+  } catch {
+    return null;
+  }
 }
 
 /**
@@ -339,9 +407,29 @@ function canSendCloseCode(code) {
  * reset the attempt counter; `connectTimeoutMs` (15000) bounds the handshake;
  * `maxQueue` (100) messages may wait for their ack; `heartbeatIntervalMs`
  * (20000) and `heartbeatTimeoutMs` (10000) apply until `welcome` brings the
- * server's; `clientIdPrefix` ('') starts every generated client_id. For tests
- * and other hosts: `WebSocket`, `window`, `document`, `navigator`, `crypto`
- * and `random` replace the globals.
+ * server's; `clientIdPrefix` ('') starts every generated client_id.
+ *
+ * Transport options: `transports` lists the constructors to use, in order of
+ * preference (default: `WebSocket`, then `SseSocket` where `EventSource` and
+ * `fetch` exist; a missing entry is skipped, so without WebSocket the first
+ * connection uses the fallback); each is called as `new Socket(url)` with the
+ * ws:/wss: URL and must behave like a WebSocket, and names itself with a
+ * static `transport` (SseSocket: 'sse'; none: 'websocket').
+ * `fallbackAfterFailures` (3) attempts in a row of the first transport that
+ * close before they open, within `fastFailureMs` (3000) of their start, or
+ * throw in the constructor, move the tab to the next one (failures while the
+ * browser is offline do not count; any other outcome starts the count over).
+ * The move is kept in sessionStorage (`ripple.transport`) for the tab. While
+ * on a fallback, a probe of the first transport every `wsRetryMs` (60000)
+ * opens a connection to the same URL and closes it after its `welcome`; once
+ * one gets there, the tab moves back at once (the fallback connection is
+ * closed with `CLOSE.CLIENT_TRANSPORT_SWITCH` and replaced after a random
+ * delay below `quickReconnectMs`, like after 4512) and the stored choice is
+ * removed. Reconnect delays and the attempt count carry on across a move.
+ *
+ * For tests and other hosts: `WebSocket` (the first default transport),
+ * `window`, `document`, `navigator`, `sessionStorage` (null: keep nothing),
+ * `crypto` and `random` replace the globals.
  *
  * Methods:
  * - `subscribe(room, {since, onMessage})`: join `room`; `since` is the last seq
@@ -371,16 +459,19 @@ function canSendCloseCode(code) {
  *   now. Does nothing while connecting or open.
  *
  * Getters: `state` (a STATE value), `stateDetail` (the last `statechange`
- * detail), `rttMs` (last heartbeat round trip, or null), `welcome` (last
- * `welcome` frame, or null), `queued` (messages waiting for their ack).
+ * detail), `transport` (a TRANSPORT value: the transport of the connection
+ * open or being attempted, or of the next attempt while reconnecting),
+ * `rttMs` (last heartbeat round trip, or null), `welcome` (last `welcome`
+ * frame, or null), `queued` (messages waiting for their ack).
  *
  * Events (all CustomEvent):
  * - `statechange`: detail `{state, attempt, maxAttempts, delayMs, transport,
  *   offline, code, reason}`; `attempt` is the number of the connection attempt
  *   in flight or scheduled (1 for the first), `delayMs` is set while a
  *   reconnect timer is pending and null otherwise (`offline: true` when
- *   waiting for the network), `code`/`reason` come from the close that caused
- *   the change. `closed` with `code` `CLOSE.SESSION_ENDED` (4401) means the
+ *   waiting for the network), `transport` is the `transport` getter's value
+ *   then, `code`/`reason` come from the close that caused the change.
+ *   `closed` with `code` `CLOSE.SESSION_ENDED` (4401) means the
  *   session is gone: only a page reload helps, `retry()` would come back as a
  *   guest.
  * - `open`, `welcome` (frame), `subscribed` (frame), `message` (frame),
@@ -402,7 +493,11 @@ function canSendCloseCode(code) {
  */
 export class RippleSocket extends EventTarget {
   #url;
-  #WebSocket;
+  // The transports to use, in order of preference, as {name, Socket}.
+  #transports;
+  // Index in #transports of the one in use (or next to be used).
+  #transportIndex = 0;
+  #storage;
   #window;
   #document;
   #navigator;
@@ -421,6 +516,16 @@ export class RippleSocket extends EventTarget {
   #offline = false;
   #closedByPage = false;
   #refCounter = 0;
+
+  // When the current connection attempt started (Date.now() ms), and how many
+  // attempts of the first transport in a row failed fast.
+  #attemptStartedAt = 0;
+  #fastFailures = 0;
+  // The background connection that checks whether the first transport gets
+  // through again, as {socket, detach, deadline} while one is out; #probeTimer
+  // holds the wait before the next one.
+  #probe = null;
+  #probeTimer;
 
   #heartbeatIntervalMs;
   #heartbeatTimeoutMs;
@@ -459,10 +564,8 @@ export class RippleSocket extends EventTarget {
     }
     this.#options = picked;
     this.#url = url;
-    this.#WebSocket = options.WebSocket ?? globalThis.WebSocket;
-    if (typeof this.#WebSocket !== 'function') {
-      throw new TypeError('RippleSocket needs a WebSocket constructor');
-    }
+    this.#transports = pickTransports(options);
+    this.#storage = options.sessionStorage !== undefined ? options.sessionStorage : defaultSessionStorage();
     this.#window = options.window !== undefined ? options.window : (globalThis.window ?? null);
     this.#document = options.document !== undefined ? options.document : (globalThis.document ?? null);
     this.#navigator = options.navigator !== undefined ? options.navigator : (globalThis.navigator ?? null);
@@ -476,6 +579,8 @@ export class RippleSocket extends EventTarget {
       floorMs: picked.backoffFloorMs,
       random: this.#random,
     });
+    this.#probeTimer = new Timer(() => this.#startProbe());
+    this.#transportIndex = this.#rememberedTransport();
     this.#start();
   }
 
@@ -486,6 +591,11 @@ export class RippleSocket extends EventTarget {
   /** The detail of the last `statechange`, for a page that starts listening late. */
   get stateDetail() {
     return { ...this.#stateDetail };
+  }
+
+  /** The transport in use, or about to be: a TRANSPORT value ('websocket' or 'sse'). */
+  get transport() {
+    return this.#transports[this.#transportIndex].name;
   }
 
   get rttMs() {
@@ -594,6 +704,7 @@ export class RippleSocket extends EventTarget {
 
   #start() {
     this.#attachEnvironment();
+    this.#armProbe();
     this.#offline = this.#navigator?.onLine === false;
     if (this.#offline) this.#setState(STATE.RECONNECTING, { offline: true });
     else this.#connect();
@@ -603,12 +714,13 @@ export class RippleSocket extends EventTarget {
   #connect() {
     if (this.#ws !== null || this.#closedByPage) return;
     this.#timer.cancel();
+    this.#attemptStartedAt = Date.now();
     let ws;
     try {
-      ws = new this.#WebSocket(this.#url);
+      ws = new this.#transports[this.#transportIndex].Socket(this.#url);
     } catch (error) {
       this.#setState(STATE.CONNECTING);
-      this.#afterDrop(CLOSE.ABNORMAL, String(error?.message ?? error));
+      this.#afterDrop(CLOSE.ABNORMAL, String(error?.message ?? error), { beforeOpen: true });
       return;
     }
     this.#ws = ws;
@@ -646,11 +758,14 @@ export class RippleSocket extends EventTarget {
   /** Abandons the current socket (whatever its state) and decides what comes next. */
   #drop(code, reason) {
     if (this.#ws === null) return;
+    const beforeOpen = this.#state === STATE.CONNECTING;
     this.#releaseSocket(code, reason);
-    this.#afterDrop(code, reason);
+    this.#afterDrop(code, reason, { beforeOpen });
   }
 
-  #afterDrop(code, reason) {
+  /** `beforeOpen`: the connection never opened (or its constructor threw). */
+  #afterDrop(code, reason, { beforeOpen = false } = {}) {
+    this.#countFastFailure(beforeOpen);
     if (isNoRetryClose(code)) {
       this.#teardown(code, reason);
       this.#rejectOutbox(rippleError('closed', 'closed', { closeCode: code }));
@@ -711,10 +826,136 @@ export class RippleSocket extends EventTarget {
     this.#releaseSocket(code, reason);
     this.#timer.cancel();
     for (const key of Object.keys(this.#timers)) this.#clearTimer(key);
+    this.#stopProbe();
     if (this.#detachEnvironment) {
       this.#detachEnvironment();
       this.#detachEnvironment = null;
     }
+  }
+
+  // --- transport choice -------------------------------------------------------
+
+  /** The index of the transport this tab moved to earlier (sessionStorage), else 0. */
+  #rememberedTransport() {
+    let name = null;
+    try {
+      name = this.#storage?.getItem(TRANSPORT_STORAGE_KEY) ?? null;
+    } catch {
+      name = null;
+    }
+    const index = this.#transports.findIndex((transport) => transport.name === name);
+    return index > 0 ? index : 0;
+  }
+
+  /** Uses transport `index` from the next connection on, and keeps the choice for the tab. */
+  #useTransport(index) {
+    this.#transportIndex = index;
+    this.#fastFailures = 0;
+    try {
+      if (index === 0) this.#storage?.removeItem(TRANSPORT_STORAGE_KEY);
+      else this.#storage?.setItem(TRANSPORT_STORAGE_KEY, this.#transports[index].name);
+    } catch {
+      // Storage full or refused: the choice lasts as long as this object.
+    }
+  }
+
+  /**
+   * Counts an attempt of the first transport that closed before it opened,
+   * soon after it started; enough in a row move the tab to the next transport.
+   */
+  #countFastFailure(beforeOpen) {
+    if (this.#transportIndex !== 0 || this.#transports.length < 2) return;
+    // With the network down, every transport fails: that says nothing about this one.
+    if (this.#offline || this.#navigator?.onLine === false) return;
+    const fast = beforeOpen && Date.now() - this.#attemptStartedAt < this.#options.fastFailureMs;
+    if (!fast) {
+      this.#fastFailures = 0;
+      return;
+    }
+    this.#fastFailures += 1;
+    if (this.#fastFailures < this.#options.fallbackAfterFailures) return;
+    this.#useTransport(1);
+    this.#armProbe();
+  }
+
+  /** While on a fallback, schedules the next probe of the first transport (unless one is due or out). */
+  #armProbe() {
+    if (this.#transportIndex === 0 || this.#closedByPage || this.#probe !== null || this.#probeTimer.pending) return;
+    this.#probeTimer.schedule(this.#options.wsRetryMs);
+  }
+
+  /**
+   * Opens a background connection with the first transport, to the same URL.
+   * Its `welcome` proves the transport gets through: it is closed at once and
+   * the tab moves back. Anything else (an error, a close, no welcome within
+   * `connectTimeoutMs`) waits for the next probe.
+   */
+  #startProbe() {
+    if (this.#transportIndex === 0 || this.#closedByPage || this.#probe !== null) return;
+    if (this.#navigator?.onLine === false) {
+      this.#armProbe();
+      return;
+    }
+    let socket;
+    try {
+      socket = new this.#transports[0].Socket(this.#url);
+    } catch {
+      this.#armProbe();
+      return;
+    }
+    const probe = { socket, detach: null, deadline: null };
+    const finish = (welcomed) => {
+      if (this.#probe !== probe) return;
+      this.#stopProbe();
+      if (welcomed) this.#leaveFallback();
+      else this.#armProbe();
+    };
+    const handlers = {
+      message: (event) => {
+        const frame = typeof event.data === 'string' ? parseFrame(event.data) : null;
+        if (frame?.type === FRAME.WELCOME) finish(true);
+      },
+      error: () => finish(false),
+      close: () => finish(false),
+    };
+    for (const [type, handler] of Object.entries(handlers)) socket.addEventListener(type, handler);
+    probe.detach = () => {
+      for (const [type, handler] of Object.entries(handlers)) socket.removeEventListener(type, handler);
+    };
+    probe.deadline = globalThis.setTimeout(() => {
+      probe.deadline = null;
+      finish(false);
+    }, this.#options.connectTimeoutMs);
+    this.#probe = probe;
+  }
+
+  /** Ends the probe out, if any (listeners off, deadline cleared, socket closed), and the wait for the next. */
+  #stopProbe() {
+    this.#probeTimer.cancel();
+    const probe = this.#probe;
+    if (probe === null) return;
+    this.#probe = null;
+    probe.detach();
+    if (probe.deadline !== null) globalThis.clearTimeout(probe.deadline);
+    const { socket } = probe;
+    if (socket.readyState === WS_CONNECTING || socket.readyState === WS_OPEN) {
+      try {
+        socket.close(CLOSE.NORMAL, 'probe done');
+      } catch {
+        // The probe is gone either way.
+      }
+    }
+  }
+
+  /** The first transport gets through again: move the tab back to it at once. */
+  #leaveFallback() {
+    this.#useTransport(0);
+    if (this.#closedByPage || this.#state === STATE.CLOSED || this.#state === STATE.FAILED) return;
+    const code = CLOSE.CLIENT_TRANSPORT_SWITCH;
+    const reason = `${this.transport} is back`;
+    if (this.#ws !== null) this.#releaseSocket(code, reason);
+    // Like a 4512: no failure counted, a random delay spreads the tabs out.
+    this.#scheduleReconnect(this.#random() * this.#options.quickReconnectMs, code, reason);
   }
 
   #attachEnvironment() {
@@ -870,13 +1111,8 @@ export class RippleSocket extends EventTarget {
     // Any frame at all proves the socket is alive.
     this.#clearTimer('pong');
     if (typeof data !== 'string') return;
-    let frame;
-    try {
-      frame = JSON.parse(data);
-    } catch {
-      return;
-    }
-    if (frame === null || typeof frame !== 'object' || typeof frame.type !== 'string') return;
+    const frame = parseFrame(data);
+    if (frame === null) return;
     switch (frame.type) {
       case FRAME.WELCOME:
         return this.#onWelcome(frame);
@@ -1119,7 +1355,7 @@ export class RippleSocket extends EventTarget {
       attempt: state === STATE.FAILED ? this.#failures : this.#failures + 1,
       maxAttempts: this.#options.maxAttempts,
       delayMs: null,
-      transport: 'websocket',
+      transport: this.transport,
       offline: false,
       code: null,
       reason: null,

@@ -5,7 +5,8 @@ import { describe, mock, test } from 'node:test';
 
 import { describeState, formatTime, mountChatRoom } from '../../static/js/chat-room.js';
 import { mountEchoPlayground } from '../../static/js/echo-playground.js';
-import { FRAME, RippleSocket, STATE, socketUrl } from '../../static/js/ripple-socket.js';
+import { CLOSE, FRAME, RippleSocket, STATE, socketUrl } from '../../static/js/ripple-socket.js';
+import { fakeSseServer, fakeStorage } from './fake-sse.mjs';
 import { CountingTarget, FakeWebSocket, fakeEnvironment, useMockTimers } from './fake-websocket.mjs';
 
 // --- a fake DOM: just what the two pages use ------------------------------------
@@ -258,6 +259,17 @@ describe('helpers', () => {
       { dataState: 'offline', text: 'Offline — waiting for the network', retry: false });
     assert.deepEqual(describeState({ ...base, state: STATE.FAILED }), { dataState: 'failed', text: 'Disconnected', retry: true });
   });
+
+  test('describeState names the HTTP fallback when connected over it, with the same data-state', () => {
+    const base = { attempt: 1, maxAttempts: 20, delayMs: null, offline: false, code: null };
+    assert.deepEqual(describeState({ ...base, state: STATE.OPEN, transport: 'websocket' }), { dataState: 'open', text: 'Connected', retry: false });
+    assert.deepEqual(describeState({ ...base, state: STATE.OPEN, transport: 'sse' }), { dataState: 'open', text: 'Connected (HTTP fallback)', retry: false });
+    assert.equal(describeState({ ...base, state: STATE.CONNECTING, transport: 'sse' }).text, 'Connecting…');
+    assert.deepEqual(
+      describeState({ ...base, state: STATE.RECONNECTING, transport: 'websocket', code: CLOSE.CLIENT_TRANSPORT_SWITCH, delayMs: 400 }, 0, 400),
+      { dataState: 'reconnecting', text: 'Switching to WebSocket…', retry: false },
+    );
+  });
 });
 
 describe('chat-room.js', () => {
@@ -462,6 +474,43 @@ describe('chat-room.js', () => {
     assert.equal(room.status.textContent, 'Connecting…');
     assert.equal(room.retry.hidden, true);
     room.destroy();
+  });
+
+  test('the status line says which transport is in use: data-transport, and the fallback named when connected', () => {
+    const room = mountRoom();
+    assert.equal(room.status.dataset.transport, 'websocket');
+    room.ws.serverOpen();
+    assert.deepEqual([room.status.dataset.state, room.status.dataset.transport, room.status.textContent], ['open', 'websocket', 'Connected']);
+    room.destroy();
+
+    const sse = fakeSseServer();
+    const WS = FakeWebSocket.fresh();
+    const onFallback = mountRoom({}, {
+      WebSocket: WS, transports: [WS, sse.Sse], sessionStorage: fakeStorage({ 'ripple.transport': 'sse' }), wsRetryMs: 60000,
+    });
+    assert.deepEqual([onFallback.status.dataset.state, onFallback.status.dataset.transport], ['connecting', 'sse']);
+    assert.equal(sse.es.url, 'https://chat.example:8443/sse/chat/');
+    sse.welcome();
+    assert.deepEqual(
+      [onFallback.status.dataset.state, onFallback.status.dataset.transport, onFallback.status.textContent],
+      ['open', 'sse', 'Connected (HTTP fallback)'],
+    );
+
+    // WebSocket gets through again: the background probe moves the page back.
+    mock.timers.tick(60000);
+    const probe = WS.instances.at(-1);
+    assert.equal(probe.url, 'wss://chat.example:8443/ws/chat/');
+    probe.serverOpen();
+    probe.serverSend({ type: FRAME.WELCOME, connection_id: 'p1' });
+    assert.deepEqual([onFallback.status.dataset.state, onFallback.status.textContent], ['reconnecting', 'Switching to WebSocket…']);
+    mock.timers.tick(1000);
+    WS.instances.at(-1).serverOpen();
+    assert.deepEqual(
+      [onFallback.status.dataset.state, onFallback.status.dataset.transport, onFallback.status.textContent],
+      ['open', 'websocket', 'Connected'],
+    );
+    onFallback.destroy();
+    assert.equal(liveTimers().pending, 0);
   });
 
   test('the heartbeat round trip shows in the status title', () => {
