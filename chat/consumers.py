@@ -147,7 +147,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.strikes = limits.TokenBucket(1.0, settings.RIPPLE_FLOOD_STRIKES, now)
         self.session_timer: asyncio.TimerHandle | None = None
         if session is not None and self.session_tag:
-            expires = await database_sync_to_async(session_expiry)(session)
+            try:
+                expires = await database_sync_to_async(session_expiry)(session)
+            except Exception:
+                logger.warning("reading a session's expiry failed; checking again in 60 s", exc_info=True)
+                expires = time.time() + 60
             if expires is not None:
                 self._arm_session_timer(expires)
         stats.connected(connection_id=self.connection_id, user=self.identity.name)
@@ -158,8 +162,6 @@ class ChatConsumer(AsyncWebsocketConsumer):
             user_id=self.identity.user_id,
             client=_client_address(self.scope),
         )
-        self.hub = hub.get_hub()
-        await self.hub.connect(self)
         self.monitor = heartbeat.get_monitor()
         self.monitor.register(self)
         await self.send_frame(

@@ -45,9 +45,10 @@ def origin_allowed(origin: str | None) -> bool:
     return bool(checker.valid_origin(urlsplit(origin)))
 
 
-def _origin_header(scope: dict[str, Any]) -> str | None:
-    for name, value in scope.get("headers", []):
-        if name == b"origin":
+def header(scope: dict[str, Any], name: bytes) -> str | None:
+    """A request header from an ASGI scope (``name`` in lower case), or None."""
+    for key, value in scope.get("headers", []):
+        if key == name:
             return value.decode("latin1")
     return None
 
@@ -59,7 +60,7 @@ class OriginGuard:
         self.application = application
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
-        origin = _origin_header(scope)
+        origin = header(scope, b"origin")
         if origin_allowed(origin):
             return await self.application(scope, receive, send)
         client = scope.get("client")

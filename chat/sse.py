@@ -33,7 +33,7 @@ from django.views.decorators.http import require_POST
 
 from . import hub, protocol
 from .identity import session_tag
-from .origins import origin_allowed
+from .origins import header, origin_allowed
 
 logger = logging.getLogger(__name__)
 
@@ -43,13 +43,6 @@ KEEPALIVE_S = 15.0
 CONNECTION_ID_RE = re.compile(r"[0-9a-f]{32}")
 # The same ceiling daphne puts on a socket frame (project/serving.py).
 MAX_POST_BYTES = 65536
-
-
-def _header(scope: dict[str, Any], name: bytes) -> str | None:
-    for key, value in scope.get("headers", []):
-        if key == name:
-            return value.decode("latin1")
-    return None
 
 
 class SseChatStream:
@@ -64,8 +57,8 @@ class SseChatStream:
             return
         # EventSource requests are same-origin; a page elsewhere gets nothing (and its
         # browser sends either Origin or Sec-Fetch-Site: cross-site).
-        origin = _header(scope, b"origin")
-        if (origin is not None and not origin_allowed(origin)) or _header(
+        origin = header(scope, b"origin")
+        if (origin is not None and not origin_allowed(origin)) or header(
             scope, b"sec-fetch-site"
         ) == "cross-site":
             await _plain(send, 403, b"origin not allowed\n")

@@ -14,20 +14,13 @@ from pathlib import Path
 import pytest
 import websockets
 
+from tests.support.frames import recv_until
 from tests.support.processes import ROOT, ManagedProcess, free_port, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 ORIGIN = "http://127.0.0.1"
 PIDS_LINE = re.compile(r"^cluster: pids (?P<pids>.+)$", re.MULTILINE)
-
-
-async def recv_until(ws, frame_type: str, timeout: float = 10) -> dict:
-    async with asyncio.timeout(timeout):
-        while True:
-            frame = json.loads(await ws.recv())
-            if frame["type"] == frame_type:
-                return frame
 
 
 def answers_healthz(port: int) -> bool:
@@ -119,10 +112,10 @@ async def test_cluster_runs_two_workers_on_one_redis_and_stops_on_sigint(live_da
             for ws in (sender, receiver):
                 assert json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] == "welcome"
                 await ws.send(json.dumps({"type": "subscribe", "room": "x"}))
-                await recv_until(ws, "subscribed")
+                await recv_until(ws, "subscribed", 10)
             await sender.send(json.dumps({"type": "message", "room": "x", "body": "hi", "client_id": "c1"}))
-            ack = await recv_until(sender, "ack")
-            message = await recv_until(receiver, "message")
+            ack = await recv_until(sender, "ack", 10)
+            message = await recv_until(receiver, "message", 10)
             assert (message["body"], message["seq"]) == ("hi", ack["seq"])
 
         cluster.signal(signal.SIGINT)

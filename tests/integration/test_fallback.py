@@ -10,6 +10,7 @@ from channels.db import database_sync_to_async
 
 from chat.models import Message
 from tests.integration.test_fault_kill import guest_session
+from tests.support.frames import recv_until
 from tests.support.sse_client import SseStream, page_credentials, post_frame
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -29,14 +30,6 @@ async def post(server, stream: SseStream, credentials, frame, origin: str | None
     return await asyncio.to_thread(
         post_frame, server.http_url, stream.connection_id, frame, credentials, origin
     )
-
-
-async def recv_until(ws, frame_type: str, timeout: float = 5) -> dict:
-    async with asyncio.timeout(timeout):
-        while True:
-            frame = json.loads(await ws.recv())
-            if frame["type"] == frame_type:
-                return frame
 
 
 async def test_a_fallback_client_and_a_socket_chat_both_ways_in_order(daphne):

@@ -14,19 +14,12 @@ from channels.db import database_sync_to_async
 
 from chat.models import Message
 from project.serving import MAX_WEBSOCKET_FRAME_BYTES
+from tests.support.frames import recv_until
 from tests.support.processes import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 ORIGIN = "http://127.0.0.1"
-
-
-async def recv_until(ws, frame_type: str, timeout: float = 5) -> dict:
-    async with asyncio.timeout(timeout):
-        while True:
-            frame = json.loads(await ws.recv())
-            if frame["type"] == frame_type:
-                return frame
 
 
 async def close_code(ws, timeout: float = 10) -> int | None:

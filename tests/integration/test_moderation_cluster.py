@@ -10,20 +10,13 @@ import pytest
 import websockets
 
 from chat.models import Message
+from tests.support.frames import recv_until
 from tests.support.processes import ROOT
 from tests.support.sessions import logged_in_session
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 ORIGIN = "http://127.0.0.1"
-
-
-async def recv_until(ws, frame_type: str, timeout: float = 1.0) -> dict:
-    async with asyncio.timeout(timeout):
-        while True:
-            frame = json.loads(await ws.recv())
-            if frame["type"] == frame_type:
-                return frame
 
 
 def moderate(action: str, arg: str, env: dict[str, str]) -> None:
@@ -64,18 +57,18 @@ async def test_each_moderation_action_reaches_another_process_within_a_second(da
         await watcher.send(
             json.dumps({"type": "message", "room": "moderated", "body": "oops", "client_id": "w1"})
         )
-        await recv_until(watcher, "ack")
+        await recv_until(watcher, "ack", 1.0)
         pk = await asyncio.to_thread(lambda: Message.objects.get(client_id="w1").pk)
 
         await asyncio.to_thread(moderate, "delete", str(pk), worker_env)
-        assert (await recv_until(watcher, "deleted"))["seqs"] == [1]
+        assert (await recv_until(watcher, "deleted", 1.0))["seqs"] == [1]
 
         await asyncio.to_thread(moderate, "announce", "moderated", worker_env)
-        announcement = await recv_until(watcher, "message")
+        announcement = await recv_until(watcher, "message", 1.0)
         assert (announcement["system"], announcement["seq"]) == (True, 2)
 
         await asyncio.to_thread(moderate, "close", "moderated", worker_env)
-        closed = await recv_until(watcher, "room_closed")
+        closed = await recv_until(watcher, "room_closed", 1.0)
         assert closed["reason"] == "closed for the night"
     finally:
         await watcher.close()

@@ -7,6 +7,8 @@ import signal
 import pytest
 import websockets
 
+from tests.support.frames import recv_until
+
 pytestmark = pytest.mark.django_db(transaction=True)
 
 ORIGIN = "http://127.0.0.1"
@@ -16,14 +18,6 @@ FAST_PRESENCE = {
     "RIPPLE_PRESENCE_BATCH_S": "0.1",
     "RIPPLE_CHANNEL_LAYER": "pubsub",
 }
-
-
-async def recv_until(ws, frame_type: str, timeout: float = 5) -> dict:
-    async with asyncio.timeout(timeout):
-        while True:
-            frame = json.loads(await ws.recv())
-            if frame["type"] == frame_type:
-                return frame
 
 
 async def join(url: str, room: str):

@@ -6,6 +6,8 @@ import json
 import pytest
 import websockets
 
+from tests.support.frames import recv_until
+
 pytestmark = pytest.mark.django_db(transaction=True)
 
 ORIGIN = "http://127.0.0.1"
@@ -18,14 +20,6 @@ LAYER_ONLY = {"RIPPLE_TAIL_CHECK_S": "600"}
 def layer(request):
     """Both channels-redis layers carry the hubs' traffic."""
     return {**LAYER_ONLY, "RIPPLE_CHANNEL_LAYER": request.param}
-
-
-async def recv_until(ws, frame_type: str, timeout: float = 5) -> dict:
-    async with asyncio.timeout(timeout):
-        while True:
-            frame = json.loads(await ws.recv())
-            if frame["type"] == frame_type:
-                return frame
 
 
 async def test_messages_cross_processes_once_and_in_order(daphne, redis_url, layer):

@@ -1,7 +1,6 @@
 """Ripple over TLS, against real processes: daphne's own TLS endpoint, and nginx terminating TLS
 with deploy/nginx-tls.conf; wss:// chat, and cookies that are Secure only with DJANGO_HTTPS=1."""
 
-import asyncio
 import http.client
 import json
 import os
@@ -15,6 +14,7 @@ import pytest
 import websockets
 from websockets.typing import Origin
 
+from tests.support.frames import recv_until
 from tests.support.processes import ROOT, DaphneServer, free_port, wait_until
 from tests.support.tls import NGINX_TLS_CONF, NginxServer, TlsDaphneServer, nginx_binary, self_signed_cert
 
@@ -155,14 +155,6 @@ def assert_secure_cookies(form: Page, posted: Page) -> None:
 
 
 # WebSockets.
-
-
-async def recv_until(ws, frame_type: str, timeout: float = 5) -> dict:
-    async with asyncio.timeout(timeout):
-        while True:
-            frame = json.loads(await ws.recv())
-            if frame["type"] == frame_type:
-                return frame
 
 
 async def chat_round_trip(
