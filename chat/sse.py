@@ -28,6 +28,7 @@ import logging
 import re
 from typing import Any
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_POST
 
@@ -72,6 +73,24 @@ class SseChatStream:
         await _Stream(scope, send).run(self.consumer_app, receive)
 
 
+def format_event_id(positions: dict[str, int]) -> str:
+    """``room:seq,room:seq``: where the stream stands in each of its rooms."""
+    return ",".join(f"{room}:{seq}" for room, seq in sorted(positions.items()))
+
+
+def parse_last_event_id(value: str | None) -> dict[str, int]:
+    """The positions in a Last-Event-ID; {} for anything that is not one of our ids."""
+    positions: dict[str, int] = {}
+    if not value or len(value) > 8192:
+        return positions
+    for item in value.split(","):
+        room, _, seq = item.partition(":")
+        if not protocol.ROOM_SLUG_RE.fullmatch(room) or not seq.isdigit() or len(seq) > 15:
+            return {}
+        positions[room] = int(seq)
+    return positions if len(positions) <= settings.RIPPLE_MAX_SUBSCRIPTIONS else {}
+
+
 async def _plain(send: Any, status: int, body: bytes) -> None:
     await send(
         {"type": "http.response.start", "status": status, "headers": [(b"content-type", b"text/plain")]}
@@ -89,6 +108,9 @@ class _Stream:
         self.started = self.ended = False
         self.connection_id: str | None = None
         self.joined = False
+        # Each subscribed room's newest seq sent on this stream: the events' ``id``, so that an
+        # EventSource reconnecting by itself sends it back as Last-Event-ID and resumes.
+        self.positions = parse_last_event_id(header(scope, b"last-event-id"))
 
     async def run(self, consumer_app: Any, receive: Any) -> None:
         await self.inbox.put({"type": "websocket.connect"})
@@ -144,8 +166,9 @@ class _Stream:
                     ],
                 }
             )
-            # No automatic reconnect by EventSource: the client's own logic resumes with since.
-            await self.send({"type": "http.response.body", "body": b"retry: 86400000\n\n", "more_body": True})
+            # An EventSource left to itself reconnects after 2 s and resumes by Last-Event-ID;
+            # the bundled client closes it instead and resumes with subscribe/since.
+            await self.send({"type": "http.response.body", "body": b"retry: 2000\n\n", "more_body": True})
         elif kind == "websocket.send":
             text = message.get("text")
             if text is None:
@@ -153,9 +176,10 @@ class _Stream:
             if self.connection_id is None and text.startswith('{"type":"welcome"'):
                 self.connection_id = json.loads(text)["connection_id"]
                 await self._join_group()
-            await self.send(
-                {"type": "http.response.body", "body": f"data: {text}\n\n".encode(), "more_body": True}
-            )
+                await self._resume()
+            event_id = self._track(text)
+            event = f"id: {event_id}\ndata: {text}\n\n" if event_id is not None else f"data: {text}\n\n"
+            await self.send({"type": "http.response.body", "body": event.encode(), "more_body": True})
         elif kind == "websocket.close":
             code = message.get("code", protocol.CLOSE_NORMAL)
             if not self.started:
@@ -167,6 +191,28 @@ class _Stream:
                 body = f'event: close\ndata: {{"code": {int(code)}}}\n\n'.encode()
                 await self.send({"type": "http.response.body", "body": body, "more_body": False})
             await self.inbox.put({"type": "websocket.disconnect", "code": code})
+
+    async def _resume(self) -> None:
+        """Subscribe again to the rooms a Last-Event-ID named, each from its seq."""
+        for room, seq in list(self.positions.items()):
+            frame = {"type": protocol.SUBSCRIBE, "room": room, "since": seq}
+            await self.inbox.put({"type": "websocket.receive", "text": protocol.dumps(frame)})
+
+    def _track(self, text: str) -> str | None:
+        """Follow the rooms' positions; the event id to send with this frame, if it moved one."""
+        if text.startswith('{"type":"message"'):
+            frame = json.loads(text)
+            self.positions[frame["room"]] = max(frame["seq"], self.positions.get(frame["room"], 0))
+        elif text.startswith('{"type":"subscribed"'):
+            frame = json.loads(text)
+            newest = max([frame["last_seq"], *(m["seq"] for m in frame["messages"])])
+            self.positions[frame["room"]] = newest
+        elif text.startswith(('{"type":"unsubscribed"', '{"type":"room_closed"')):
+            self.positions.pop(json.loads(text)["room"], None)
+            return format_event_id(self.positions)
+        else:
+            return None
+        return format_event_id(self.positions)
 
     async def _join_group(self) -> None:
         local = hub.get_hub()

@@ -8,6 +8,7 @@ import pytest
 import websockets
 from channels.db import database_sync_to_async
 
+from chat import services
 from chat.models import Message
 from tests.integration.test_fault_kill import guest_session
 from tests.support.frames import recv_until
@@ -168,3 +169,48 @@ async def test_a_fallback_client_survives_a_worker_kill_and_resumes_exactly(daph
         lambda: dict(Message.objects.filter(room__slug="resilient").values_list("seq", "body"))
     )()
     assert seen == stored and sorted(stored) == list(range(1, 8))
+
+
+async def test_a_stream_resumes_from_last_event_id(daphne):
+    server = daphne()
+    stream, credentials = await open_stream(server)
+    try:
+        await post(server, stream, credentials, {"type": "subscribe", "room": "resume-a"})
+        await stream.frame_of("subscribed")
+        await post(server, stream, credentials, {"type": "subscribe", "room": "resume-b"})
+        await stream.frame_of("subscribed")
+        for i in range(3):
+            frame = {"type": "message", "room": "resume-a", "body": f"a{i}", "client_id": f"a{i}"}
+            await post(server, stream, credentials, frame)
+            await stream.frame_of("message")
+        # Each event that moves a room carries where the stream stands in all of them.
+        assert stream.last_event_id == "resume-a:3,resume-b:0"
+    finally:
+        await stream.close()
+    room = await database_sync_to_async(services.room_get_or_create)(slug="resume-a")
+    for i in range(3, 5):  # missed while away
+        await database_sync_to_async(services.message_post)(
+            room=room, author="x", body=f"a{i}", client_id=f"a{i}"
+        )
+    # What an EventSource sends when it reconnects by itself: the stream subscribes for it.
+    back = SseStream("127.0.0.1", server.port, credentials["cookie"], last_event_id="resume-a:2,resume-b:0")
+    assert await back.open() == 200
+    try:
+        assert (await back.frame())["type"] == "welcome"
+        resumed = {}
+        for _ in range(2):
+            frame = await back.frame_of("subscribed")
+            resumed[frame["room"]] = [m["body"] for m in frame["messages"]]
+        assert resumed == {"resume-a": ["a2", "a3", "a4"], "resume-b": []}
+        assert back.last_event_id == "resume-a:5,resume-b:0"
+    finally:
+        await back.close()
+    # Anything else in Last-Event-ID is ignored: a fresh stream with no rooms.
+    odd = SseStream("127.0.0.1", server.port, credentials["cookie"], last_event_id="not an id")
+    assert await odd.open() == 200
+    try:
+        assert (await odd.frame())["type"] == "welcome"
+        await post(server, odd, credentials, {"type": "ping", "t": 1})
+        assert (await odd.frame())["type"] == "pong"
+    finally:
+        await odd.close()

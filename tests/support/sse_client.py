@@ -38,8 +38,11 @@ def page_credentials(
 class SseStream:
     """``GET /sse/chat/``: frames as they arrive, and the close code if the server closes."""
 
-    def __init__(self, host: str, port: int, cookie: str, origin: str | None = None) -> None:
+    def __init__(
+        self, host: str, port: int, cookie: str, origin: str | None = None, last_event_id: str | None = None
+    ) -> None:
         self.host, self.port, self.cookie, self.origin = host, port, cookie, origin
+        self.last_event_id = last_event_id
         self.status: int | None = None
         self.close_code: int | None = None
         self.connection_id: str | None = None
@@ -58,6 +61,8 @@ class SseStream:
         ]
         if self.origin:
             lines.append(f"Origin: {self.origin}")
+        if self.last_event_id is not None:
+            lines.append(f"Last-Event-ID: {self.last_event_id}")
         self._writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
         await self._writer.drain()
         head = await asyncio.wait_for(self._reader.readuntil(b"\r\n\r\n"), 10)
@@ -102,6 +107,8 @@ class SseStream:
                     value = value[1:] if value.startswith(" ") else value
                     if field == "event":
                         kind = value
+                    elif field == "id":
+                        self.last_event_id = value
                     elif field == "data":
                         data.append(value)
                 if data:
