@@ -252,3 +252,45 @@ async def test_a_socket_is_closed_with_4401_when_its_session_expires(daphne):
     ) as ws:
         assert (await recv_until(ws, "welcome"))["user"] == {"name": "gus", "authenticated": True}
         assert await close_code(ws, timeout=10) == 4401
+
+
+async def test_a_users_sockets_share_a_cap_and_a_message_bucket(daphne):
+    from tests.support.sessions import logged_in_session
+
+    server = daphne(
+        RIPPLE_MAX_CONNECTIONS_PER_USER="2",
+        RIPPLE_RATE_USER_MESSAGES_BURST="3",
+        RIPPLE_RATE_USER_MESSAGES_PER_S="0.1",
+        RIPPLE_MAX_SUBSCRIPTIONS="2",
+    )
+    _, key = await database_sync_to_async(logged_in_session)("hal")
+    url = f"{server.ws_url}/ws/chat/"
+    headers = {"Cookie": f"sessionid={key}"}
+    async with (
+        websockets.connect(url, origin=ORIGIN, additional_headers=headers) as first,
+        websockets.connect(url, origin=ORIGIN, additional_headers=headers) as second,
+    ):
+        for ws in (first, second):
+            await recv_until(ws, "welcome")
+            await ws.send(json.dumps({"type": "subscribe", "room": "shared"}))
+            await recv_until(ws, "subscribed")
+        async with websockets.connect(url, origin=ORIGIN, additional_headers=headers) as third:
+            assert await close_code(third) == 4409  # a third socket for the same user
+        # Three messages from the user's two sockets empty the user's bucket.
+        for i, ws in enumerate((first, second, first)):
+            await ws.send(
+                json.dumps({"type": "message", "room": "shared", "body": "x", "client_id": f"u{i}"})
+            )
+            assert (await recv_until(ws, "ack"))["client_id"] == f"u{i}"
+        await second.send(json.dumps({"type": "message", "room": "shared", "body": "x", "client_id": "u3"}))
+        refused = await recv_until(second, "error")
+        assert (refused["code"], refused["client_id"]) == ("rate_limited", "u3")
+        # Subscriptions per socket.
+        await first.send(json.dumps({"type": "subscribe", "room": "second"}))
+        await recv_until(first, "subscribed")
+        await first.send(json.dumps({"type": "subscribe", "room": "third"}))
+        assert (await recv_until(first, "error"))["code"] == "too_many_subscriptions"
+    stored = await database_sync_to_async(
+        lambda: list(Message.objects.filter(room__slug="shared").values_list("client_id", flat=True))
+    )()
+    assert sorted(stored) == ["u0", "u1", "u2"]
