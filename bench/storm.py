@@ -2,15 +2,21 @@
 
 ``--clients`` clients connect round-robin to ``--workers`` daphne processes that share one Redis,
 each subscribed to one of ``--rooms`` rooms, and one client per room posts ``--messages``
-messages. Then the scenario sends SIGTERM (``--signal kill``: SIGKILL) to one worker or to all of
-them (``--restart``) and starts each again on the same port as soon as it has exited. Every
-client that lost its socket reconnects with the policy of ``static/js/ripple-socket.js``
-(``StormClient``) and re-subscribes with ``since`` = the last seq it saw, while one client per room
-posts ``--messages`` more. Measured from the signal: the time until every client is
-re-subscribed, each client's reconnect time (percentiles and a histogram), attempts per client,
-handshake failures by kind (a refused connection while its worker is down is expected and
-counted apart from failures once the worker answers /healthz again), and messages a client
-missed or got twice across the resume.
+messages. Then the scenario stops one worker or all of them (``--restart``) and starts each again
+on the same port as soon as it has exited. ``--stop drain`` (the default) sends SIGTERM to a worker
+that drains (``RIPPLE_DRAIN_ON_SIGTERM=1``: every socket closed with 4512 at a random moment within
+``RIPPLE_DRAIN_S``, new handshakes refused with HTTP 403, then the process exits); ``--stop term``
+sends SIGTERM to a worker that does not (daphne's own shutdown: every socket drops, 1006);
+``--stop kill`` sends SIGKILL. Every client that lost its socket reconnects with the policy of
+``static/js/ripple-socket.js`` (``StormClient``), straight to its worker or, with ``--route
+balancer``, through an emulation of deploy/nginx.conf's upstream (least connections, the next
+worker on a refusal or a 403), and re-subscribes with ``since`` = the last seq it saw, while one
+client per room posts ``--messages`` more. Measured: when each client saw its socket close (and
+with which code), the time from that close to its next ``subscribed`` (percentiles and
+histograms), the time until every client is back, attempts per client, handshake failures by
+kind and by the restarted worker's state (refused with 403 while it drains and refused while it
+is down are expected; failures once it answers /healthz again are errors), subscribe errors,
+and messages a client missed or got twice across the resume.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import subprocess
 import threading
 import time
 from array import array
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -35,7 +41,7 @@ from typing import Any
 from . import fanout, harness, loadgen, report, servers
 from .wsclient import HandshakeError, WsClient, open_socket
 
-HELP = "restart the workers under N connected clients: time until all are back, attempts, handshake errors"
+HELP = "restart workers under N connected clients (drain or abrupt): close codes, reconnect times, errors"
 HOST = "127.0.0.1"
 
 # ripple-socket.js's DEFAULTS, so the storm has the shape the real client gives it.
@@ -53,18 +59,52 @@ CLOSE_SERVICE_RESTART = 1012
 CLOSE_CLIENT_CONNECT_TIMEOUT = 4001
 CLOSE_CLIENT_SUBSCRIBE_FAILED = 4002
 CLOSE_HEARTBEAT_TIMEOUT = 4408
+CLOSE_DRAINING = 4512
+# isQuickReconnectClose: reconnect after random() × 1 s, counting no failure.
+QUICK_RECONNECT_CODES = frozenset({CLOSE_GOING_AWAY, CLOSE_SERVICE_RESTART, CLOSE_DRAINING})
+# What each close code a client may see means (chat/protocol.py, ripple-socket.js), for the report.
+CLOSE_NAMES = {
+    1000: "normal",
+    1001: "going away",
+    1006: "dropped, no close frame",
+    1011: "internal error",
+    1012: "service restart",
+    4001: "client: connect timeout",
+    4002: "client: subscribe failed",
+    4401: "session ended",
+    4403: "disconnected by a moderator",
+    4408: "heartbeat timeout",
+    4409: "too many connections",
+    4429: "flooding",
+    4503: "try again later",
+    4509: "too slow",
+    4512: "draining",
+}
+
+# --stop: how a restarted worker is stopped, and the RIPPLE_DRAIN_ON_SIGTERM it is started with.
+STOP_DRAIN_ON_SIGTERM = {"drain": "1", "term": "0"}
+# project/settings.py's RIPPLE_DRAIN_S default, used when --server-env does not set it.
+DEFAULT_DRAIN_S = 5.0
+# --route balancer follows deploy/nginx.conf: least_conn, and proxy_next_upstream (error, timeout,
+# http_502, http_503, http_403) with proxy_next_upstream_tries 2. A connect timeout is not
+# retried here: the client's 15 s covers the whole handshake, not nginx's 5 s TCP connect.
+BALANCER_TRIES = 2
+BALANCER_NEXT_ON = frozenset({"refused", "reset", "closed_in_handshake", "http_403", "http_502", "http_503"})
 
 # Before the storm: parallel first connections, and how long setting up may take.
 CONNECT_CONCURRENCY = 50
 SETUP_BASE_S = 60.0
 SETUP_PER_CLIENT_S = 0.05
 SETTLE_S = 30.0
-# A signalled worker gets this long to exit before SIGKILL.
+# A signalled worker gets its drain window plus this long to exit before SIGKILL.
 WORKER_EXIT_S = 30.0
 # After every client is back: how long to wait for the messages posted during the storm.
-DRAIN_S = 10.0
+MESSAGES_WAIT_S = 10.0
 STATUS_EVERY_S = 0.25
 HISTOGRAM_WIDTH = 50
+# Automatic histogram buckets: the smallest of these that needs at most HISTOGRAM_BUCKETS rows.
+BUCKET_CHOICES_MS = (100, 250, 500, 1000)
+HISTOGRAM_BUCKETS = 30
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -84,7 +124,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="restart the first worker only, or every worker at once (a full redeploy or host restart)",
     )
     parser.add_argument(
-        "--signal", choices=("term", "kill"), default="term", help="SIGTERM, or SIGKILL (kill -9)"
+        "--stop",
+        choices=("drain", "term", "kill"),
+        default="drain",
+        help="drain: SIGTERM to a draining worker (4512 closes over RIPPLE_DRAIN_S, then it exits); "
+        "term: SIGTERM with RIPPLE_DRAIN_ON_SIGTERM=0 (daphne drops every socket, 1006); kill: SIGKILL",
+    )
+    parser.add_argument(
+        "--route",
+        choices=("direct", "balancer"),
+        default="direct",
+        help="direct: a client reconnects to its own worker; balancer: like deploy/nginx.conf "
+        "(fewest connections, the next worker on a refusal or a 403); needs 2 workers or more",
     )
     parser.add_argument(
         "--messages",
@@ -101,9 +152,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--bucket-ms",
         type=int,
-        choices=(100, 250),
+        choices=BUCKET_CHOICES_MS,
         default=None,
-        help="histogram bucket; None: 100 ms when the slowest client is back within 5 s, else 250 ms",
+        help=f"histogram bucket; None: per histogram, the smallest with ≤ {HISTOGRAM_BUCKETS} buckets",
     )
     parser.add_argument(
         "--seed", type=int, default=None, help="seed of the clients' jitter; None: a random one"
@@ -120,13 +171,39 @@ def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -
         parser.error("--rooms must not exceed --clients (every room needs a client)")
     if args.workers > args.clients:
         parser.error("--workers must not exceed --clients (every worker needs a client)")
+    if args.route == "balancer" and args.workers < 2:
+        parser.error("--route balancer needs --workers 2 or more (a worker to move to)")
+    given = dict(item.split("=", 1) for item in args.server_env)
+    wanted = STOP_DRAIN_ON_SIGTERM.get(args.stop)
+    if wanted is not None:
+        if given.get("RIPPLE_DRAIN_ON_SIGTERM", wanted) != wanted:
+            parser.error(f"--stop {args.stop} starts the workers with RIPPLE_DRAIN_ON_SIGTERM={wanted}")
+        given["RIPPLE_DRAIN_ON_SIGTERM"] = wanted
+    try:
+        float(given.get("RIPPLE_DRAIN_S", DEFAULT_DRAIN_S))
+    except ValueError:
+        parser.error("RIPPLE_DRAIN_S must be a number of seconds")
+    # Every client comes from 127.0.0.1: the per-address cap (200 by default) must not refuse them.
+    given.setdefault("RIPPLE_MAX_CONNECTIONS_PER_IP", str(args.clients + 100))
+    args.server_env = [f"{name}={value}" for name, value in given.items()]
+
+
+def drain_window_s(args: argparse.Namespace) -> float:
+    """The workers' RIPPLE_DRAIN_S: from --server-env, else the settings' default."""
+    given = dict(item.split("=", 1) for item in args.server_env)
+    return float(given.get("RIPPLE_DRAIN_S", DEFAULT_DRAIN_S))
 
 
 def describe_load(args: argparse.Namespace) -> str:
     restarted = "all workers" if args.restart == "all" else "worker 1"
+    stop = {
+        "drain": f"drain ({drain_window_s(args):g} s) and restart",
+        "term": "SIGTERM without drain and restart",
+        "kill": "SIGKILL and restart",
+    }[args.stop]
     return (
-        f"{args.clients} clients, {args.rooms} rooms, {args.workers} workers ({args.layer}); "
-        f"SIG{args.signal.upper()} to {restarted}; {args.messages} + {args.messages} messages per room"
+        f"{args.clients} clients, {args.rooms} rooms, {args.workers} workers ({args.layer}, {args.route}); "
+        f"{stop} {restarted}; {args.messages} + {args.messages} messages per room"
     )
 
 
@@ -159,17 +236,30 @@ def failure_kind(error: BaseException, conn: Connection) -> str:
 
 
 class Connection(WsClient):
-    """One socket of a ``StormClient``: frames and the end of the socket go to its owner."""
+    """One socket of a ``StormClient`` to one worker: frames and the end of the socket go to its owner."""
 
-    def __init__(self, owner: StormClient, url: str) -> None:
-        super().__init__(url, origin=loadgen.ORIGIN)
+    def __init__(self, owner: StormClient, worker: int) -> None:
+        super().__init__(owner.storm.urls[worker], origin=loadgen.ORIGIN)
         self.owner = owner
+        self.worker = worker
+        # Counted in the storm's connections per worker (the balancer's least_conn) until released.
+        self.counted = True
+        owner.storm.open_by_worker[worker] += 1
+        # How the TCP connection ended: "eof", or the exception (ConnectionResetError, ...).
+        self.lost_because = ""
+
+    def release(self) -> None:
+        if self.counted:
+            self.counted = False
+            self.owner.storm.open_by_worker[self.worker] -= 1
 
     def on_text(self, data: bytes, now_ns: int) -> None:
         self.owner.on_frame(self, json.loads(data))
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.lost_because = "eof" if exc is None else type(exc).__name__
         super().connection_lost(exc)
+        self.release()
         self.owner.on_lost(self)
 
     def close_code(self) -> int:
@@ -186,7 +276,9 @@ class StormClient:
 
     Mirrored: one socket at a time; after a drop, a reconnect delayed by full-jitter backoff
     (``backoff_s(failures - 1)``), or by ``random() × 1 s`` without counting a failure after
-    1001/1012; no reconnect after 1008 or 4400–4499 other than 4408; give up after 20
+    1001/1012/4512; no reconnect after 1008 or 4400–4499 other than 4408 (4401, 4409, 4429, ...);
+    a failed handshake (HTTP 403 from a draining worker included: a browser sees only 1006)
+    counts a failure, and so do 4503 and 4509; give up after 20
     consecutive failures, which reset once a socket stays up 5 s; a 15 s connect timeout;
     ``subscribe`` sent on open with ``since`` = the last seq seen; messages at or below it
     dropped, a gap answered with unsubscribe + subscribe; unacknowledged messages sent again
@@ -197,7 +289,7 @@ class StormClient:
     def __init__(self, storm: Storm, *, room: str, worker: int) -> None:
         self.storm = storm
         self.room = room
-        self.worker = worker
+        self.worker = worker  # its first worker: the storm is about the clients of restarted ones
         self.conn: Connection | None = None
         self.open = False  # the current socket finished its handshake
         self.active = False  # ... and the room's `subscribed` came on it
@@ -216,6 +308,7 @@ class StormClient:
         self.resubscribed_at: float | None = None  # latest `subscribed` after that drop
         self.attempts = 0  # connection attempts after that drop
         self.handshake_s: float | None = None  # the latest successful attempt's duration
+        self.back_on: int | None = None  # the worker of the socket it re-subscribed on
 
     @property
     def back(self) -> bool:
@@ -234,24 +327,35 @@ class StormClient:
         if self.conn is not None or self.gave_up or self.storm.closing:
             return
         self.cancel_timers()
-        conn = Connection(self, self.storm.urls[self.worker])
+        targets = self.storm.targets(self)
+        conn = Connection(self, targets[0])
         self.conn = conn
         if self.dropped_at is not None:
             self.attempts += 1
-        self.storm.spawn(self.attempt(conn))
+        self.storm.spawn(self.attempt(conn, targets[1:]))
 
-    async def attempt(self, conn: Connection) -> None:
+    async def attempt(self, conn: Connection, fallbacks: list[int]) -> None:
+        """One connection attempt; through the balancer, a refusal moves it on to the next worker."""
         started = time.perf_counter()
-        try:
-            await open_socket(
-                conn, host=HOST, port=self.storm.ports[self.worker], timeout_s=CONNECT_TIMEOUT_S
-            )
-        except (OSError, TimeoutError, HandshakeError) as error:
-            if conn is self.conn:
+        while True:
+            try:
+                await open_socket(
+                    conn, host=HOST, port=self.storm.ports[conn.worker], timeout_s=CONNECT_TIMEOUT_S
+                )
+                break
+            except (OSError, TimeoutError, HandshakeError) as error:
+                conn.release()
+                if conn is not self.conn:
+                    return
                 kind = failure_kind(error, conn)
-                self.storm.handshake_failed(self, kind, error)
+                if fallbacks and kind in BALANCER_NEXT_ON:
+                    # What nginx does before answering the browser: the client sees nothing.
+                    self.storm.rerouted(conn.worker, kind)
+                    conn = self.conn = Connection(self, fallbacks.pop(0))
+                    continue
+                self.storm.handshake_failed(conn.worker, kind, error)
                 self.drop(CLOSE_CLIENT_CONNECT_TIMEOUT if kind == "timeout" else CLOSE_ABNORMAL)
-            return
+                return
         if conn is not self.conn:
             conn.abort()
             return
@@ -269,7 +373,10 @@ class StormClient:
 
     def on_lost(self, conn: Connection) -> None:
         if conn is self.conn and self.open:
-            self.drop(conn.close_code())
+            code = conn.close_code()
+            if code == CLOSE_ABNORMAL:
+                self.storm.note_abnormal(conn.lost_because)
+            self.drop(code)
 
     def drop(self, code: int) -> None:
         """``#drop`` and ``#afterDrop``: forget the socket, then schedule what comes next."""
@@ -277,6 +384,7 @@ class StormClient:
         was_open, self.open, self.active = self.open, False, False
         self.cancel_timers()
         if conn is not None:
+            conn.release()
             if was_open:
                 conn.close()
             else:
@@ -289,7 +397,7 @@ class StormClient:
             self.gave_up = f"close {code}"
             self.storm.released(self)
             return
-        if code in (CLOSE_GOING_AWAY, CLOSE_SERVICE_RESTART):
+        if code in QUICK_RECONNECT_CODES:
             delay_s = rng.random() * QUICK_RECONNECT_S
         else:
             self.failures += 1
@@ -410,11 +518,15 @@ class StormClient:
 class Storm:
     """What every client shares: the clock of the storm, the workers' state, and the counters."""
 
-    def __init__(self, *, ports: list[int], rng: random.Random, messages: int) -> None:
+    def __init__(self, *, ports: list[int], rng: random.Random, messages: int, route: str) -> None:
         self.ports = ports
         self.urls = [f"ws://{HOST}:{port}/ws/chat/" for port in ports]
         self.rng = rng
         self.messages = messages
+        self.route = route
+        # The clients' connections per worker, handshakes included (what nginx's least_conn counts).
+        self.open_by_worker = [0] * len(ports)
+        self.next_turn = 0  # the balancer's round-robin among workers with as few connections
         self.loop = asyncio.get_running_loop()
         self.tasks: set[asyncio.Task[None]] = set()
         self.closing = False
@@ -424,13 +536,21 @@ class Storm:
         self.holding_gate: set[StormClient] = set()
         self.signal_at: float | None = None
         self.restarting: frozenset[int] = frozenset()
-        # Worker index -> perf_counter when it answered /healthz again (written by restart threads).
+        # Worker index -> perf_counter when it exited, and when it answered /healthz again
+        # (written by the restart threads).
+        self.exited_at: dict[int, float] = {}
         self.up_at: dict[int, float] = {}
-        # Failed connection attempts by (phase, kind); phase is setup, while_down or after_up.
+        # Failed connection attempts a client saw, by (phase, kind); phase is setup, stopping
+        # (signalled, not exited yet: draining), down (exited, not answering yet) or after_up.
         self.failures: Counter[tuple[str, str]] = Counter()
+        # Attempts the balancer moved on to another worker (the client saw no failure), same keys.
+        self.reroutes: Counter[tuple[str, str]] = Counter()
         self.failure_examples: list[str] = []
-        # Open sockets lost after the signal, by close code.
+        # Open sockets lost after the signal, by close code, and when (seconds after the signal).
         self.close_codes: Counter[int] = Counter()
+        self.close_moments: defaultdict[int, list[float]] = defaultdict(list)
+        # Sockets lost without a close frame (1006), by how the TCP connection ended.
+        self.abnormal_causes: Counter[str] = Counter()
         self.subscribe_errors: Counter[str] = Counter()
         self.message_errors: Counter[str] = Counter()
         self.room_last: dict[str, int] = {}  # highest acked seq of each room
@@ -444,29 +564,52 @@ class Storm:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
+    def targets(self, client: StormClient) -> list[int]:
+        """The workers one attempt may try, in order: its own, or the balancer's picks."""
+        if self.route == "direct" or self.signal_at is None:
+            return [client.worker]
+        count = len(self.ports)
+        turn = self.next_turn
+        self.next_turn = (turn + 1) % count
+        order = sorted(range(count), key=lambda index: (self.open_by_worker[index], (index - turn) % count))
+        return order[:BALANCER_TRIES]
+
     def phase(self, worker: int) -> str:
         if self.signal_at is None:
             return "setup"
-        if worker in self.restarting and worker not in self.up_at:
-            return "while_down"
-        return "after_up"
+        if worker not in self.restarting or worker in self.up_at:
+            return "after_up"
+        return "down" if worker in self.exited_at else "stopping"
 
-    def handshake_failed(self, client: StormClient, kind: str, error: BaseException) -> None:
-        phase = self.phase(client.worker)
+    def expected(self, phase: str, kind: str) -> bool:
+        """A failure the restart explains: a draining worker's 403, a stopped worker's refusal."""
+        return (phase, kind) in {("stopping", "http_403"), ("stopping", "refused"), ("down", "refused")}
+
+    def handshake_failed(self, worker: int, kind: str, error: BaseException) -> None:
+        phase = self.phase(worker)
         self.failures[phase, kind] += 1
-        if (phase != "while_down" or kind != "refused") and len(self.failure_examples) < 10:
+        if not self.expected(phase, kind) and len(self.failure_examples) < 10:
             when = "" if self.signal_at is None else f" at +{time.perf_counter() - self.signal_at:.2f} s"
             self.failure_examples.append(
-                f"{phase} {kind}{when} {self.urls[client.worker]}: {type(error).__name__}: {error}"
+                f"{phase} {kind}{when} {self.urls[worker]}: {type(error).__name__}: {error}"
             )
+
+    def note_abnormal(self, cause: str) -> None:
+        if self.signal_at is not None and not self.closing:
+            self.abnormal_causes[cause] += 1
+
+    def rerouted(self, worker: int, kind: str) -> None:
+        self.reroutes[self.phase(worker), kind] += 1
 
     def dropped(self, client: StormClient, code: int, was_open: bool) -> None:
         if self.signal_at is None or self.closing:
             return
+        now = time.perf_counter()
         if client.dropped_at is None:
-            client.dropped_at = time.perf_counter()
+            client.dropped_at = now
         if was_open:
             self.close_codes[code] += 1
+            self.close_moments[code].append(now - self.signal_at)
 
     def subscribed(self, client: StormClient, *, fresh: bool) -> None:
         if self.signal_at is None:
@@ -474,6 +617,7 @@ class Storm:
             return
         if client.dropped_at is not None and fresh:
             client.resubscribed_at = time.perf_counter()
+            client.back_on = client.conn.worker if client.conn is not None else None
         if client.room in self.posters_wanted:
             self.posters_wanted.discard(client.room)
             client.post("storm", self.messages)
@@ -493,18 +637,19 @@ class Storm:
 
 
 def restart_worker(
-    storm: Storm, index: int, worker: servers.BenchDaphne, abandon: threading.Event
+    storm: Storm, index: int, worker: servers.BenchDaphne, abandon: threading.Event, exit_wait_s: float
 ) -> dict[str, Any]:
-    """In a thread: wait until the signalled worker exits (SIGKILL after WORKER_EXIT_S), start it again."""
+    """In a thread: wait until the signalled worker exits (SIGKILL after ``exit_wait_s``), start it again."""
     assert worker.proc is not None and storm.signal_at is not None
     timing: dict[str, Any] = {"port": worker.port, "pid_before": worker.pid, "killed_after_wait": False}
     try:
-        timing["exit_code"] = worker.proc.wait(timeout=WORKER_EXIT_S)
+        timing["exit_code"] = worker.proc.wait(timeout=exit_wait_s)
     except subprocess.TimeoutExpired:
         worker.proc.kill()
         timing["killed_after_wait"] = True
         timing["exit_code"] = worker.proc.wait(timeout=WORKER_EXIT_S)
-    timing["exited_s"] = round(time.perf_counter() - storm.signal_at, 3)
+    storm.exited_at[index] = time.perf_counter()
+    timing["exited_s"] = round(storm.exited_at[index] - storm.signal_at, 3)
     if abandon.is_set():
         return timing
     # Same object, same argv: the same port, and the log goes on in the same file.
@@ -524,7 +669,12 @@ async def run_storm(
 ) -> dict[str, Any]:
     """Connect, post, restart, wait for every client to come back, drain, close; returns the figures."""
     seed = args.seed if args.seed is not None else secrets.randbits(32)
-    storm = Storm(ports=[worker.port for worker in workers], rng=random.Random(seed), messages=args.messages)
+    storm = Storm(
+        ports=[worker.port for worker in workers],
+        rng=random.Random(seed),
+        messages=args.messages,
+        route=args.route,
+    )
     run_id = secrets.token_hex(3)
     rooms = [f"storm-{run_id}-{index}" for index in range(args.rooms)]
     clients = [
@@ -541,7 +691,7 @@ async def run_storm(
         outcome.update(
             await restart_and_wait(storm, clients, workers, restarted, args, progress, redis_cpu_s)
         )
-        outcome["messages"] = await drain(storm, clients, progress, args.messages)
+        outcome["messages"] = await wait_for_messages(storm, clients, progress, args.messages)
         # Before closing: the sockets closed below would count as lost.
         outcome.update(summarize(storm, clients, restarted, args))
     finally:
@@ -603,6 +753,7 @@ async def set_up(
         "wanted": len(clients),
         "subscribed": len(live),
         "failed": len(clients) - len(live),
+        "why": dict(Counter(client.gave_up for client in clients if client.left_out)),
         "within_time": in_time,
         "connect_s": round(connect_s, 3),
         "handshake_failures": failures,
@@ -638,7 +789,9 @@ async def restart_and_wait(
     machine_before = servers.cpu_busy_s()["all"]
     storm.restarting = frozenset(restarted)
     storm.posters_wanted = {client.room for client in clients if client.active}
-    signum = signal.SIGKILL if args.signal == "kill" else signal.SIGTERM
+    signum = signal.SIGKILL if args.stop == "kill" else signal.SIGTERM
+    # A draining worker exits after its window (and chat/hub.py's 2 s grace for the last closes).
+    exit_wait_s = WORKER_EXIT_S + (drain_window_s(args) if args.stop == "drain" else 0.0)
     storm.signal_at = time.perf_counter()
     for index in restarted:
         workers[index].signal(signum)
@@ -650,7 +803,7 @@ async def restart_and_wait(
     abandon = threading.Event()
     pool = ThreadPoolExecutor(max_workers=len(restarted), thread_name_prefix="restart")
     futures = [
-        storm.loop.run_in_executor(pool, restart_worker, storm, index, workers[index], abandon)
+        storm.loop.run_in_executor(pool, restart_worker, storm, index, workers[index], abandon, exit_wait_s)
         for index in restarted
     ]
     timed_out = False
@@ -669,12 +822,12 @@ async def restart_and_wait(
                 break
             back = sum(1 for client in clients if client.back)
             dropped = sum(1 for client in clients if client.dropped_at is not None)
-            refused = sum(count for (phase, _), count in storm.failures.items() if phase == "while_down")
+            expected = sum(n for (phase, kind), n in storm.failures.items() if storm.expected(phase, kind))
             after_up = sum(count for (phase, _), count in storm.failures.items() if phase == "after_up")
-            workers_up = f"{len(storm.up_at)}/{len(restarted)} up"
+            workers_up = f"{len(storm.exited_at)}/{len(restarted)} exited, {len(storm.up_at)} up"
             progress.status(
                 f"storm {elapsed_s:5.1f} s  {workers_up}  back {back:>5}/{dropped:<5} "
-                f"waiting {len(waiting):>5}  failed while down {refused:>6}  after up {after_up}"
+                f"waiting {len(waiting):>5}  refused while restarting {expected:>6}  after up {after_up}"
             )
             await asyncio.sleep(STATUS_EVERY_S / 5)
     finally:
@@ -710,14 +863,14 @@ async def restart_and_wait(
     }
 
 
-async def drain(
+async def wait_for_messages(
     storm: Storm, clients: list[StormClient], progress: StormProgress, messages: int
 ) -> dict[str, Any]:
-    """Wait (at most DRAIN_S) until every client that is back has every message of its room."""
+    """Wait (at most MESSAGES_WAIT_S) until every client that is back has every message of its room."""
     started = time.perf_counter()
     ended = "complete"
     while not caught_up(storm, clients):
-        if time.perf_counter() - started > DRAIN_S:
+        if time.perf_counter() - started > MESSAGES_WAIT_S:
             ended = "cut"
             break
         progress.status("waiting for the messages posted during the storm")
@@ -735,7 +888,7 @@ async def drain(
         "duplicated": storm.duplicates,
         "gaps": storm.gaps,
         "resets": storm.resets,
-        "drain": {"seconds": round(time.perf_counter() - started, 3), "ended": ended},
+        "wait": {"seconds": round(time.perf_counter() - started, 3), "ended": ended},
     }
 
 
@@ -746,6 +899,7 @@ def seconds_to_ns(values: list[float]) -> array:
 def distribution_ms(values_s: list[float]) -> dict[str, float | int | None]:
     ordered = seconds_to_ns(values_s)
     return {
+        "p10": loadgen.percentile_ms(ordered, 10),
         "p50": loadgen.percentile_ms(ordered, 50),
         "p90": loadgen.percentile_ms(ordered, 90),
         "p99": loadgen.percentile_ms(ordered, 99),
@@ -758,11 +912,25 @@ def histogram(values_ms: list[float], bucket_ms: int) -> list[dict[str, int]]:
     """Clients per bucket of ``bucket_ms``, from 0 to the slowest, empty buckets included."""
     if not values_ms:
         return []
-    counts = Counter(int(value // bucket_ms) for value in values_ms)
+    counts = Counter(int(max(0.0, value) // bucket_ms) for value in values_ms)
     return [
         {"from_ms": index * bucket_ms, "to_ms": (index + 1) * bucket_ms, "clients": counts.get(index, 0)}
         for index in range(max(counts) + 1)
     ]
+
+
+def histogram_of(values_s: list[float], *, measured_from: str, bucket_ms: int | None) -> dict[str, Any]:
+    """A histogram with its unit: ``bucket_ms`` or the smallest choice giving at most HISTOGRAM_BUCKETS."""
+    values_ms = [value * 1000 for value in values_s]
+    if bucket_ms is None:
+        slowest = max(values_ms, default=0.0)
+        fitting = [ms for ms in BUCKET_CHOICES_MS if slowest // ms < HISTOGRAM_BUCKETS]
+        bucket_ms = fitting[0] if fitting else BUCKET_CHOICES_MS[-1]
+    return {
+        "measured_from": measured_from,
+        "bucket_ms": bucket_ms,
+        "buckets": histogram(values_ms, bucket_ms),
+    }
 
 
 def summarize(
@@ -773,20 +941,38 @@ def summarize(
     in_storm = [client for client in clients if not client.left_out]
     dropped = [client for client in in_storm if client.dropped_at is not None]
     back = [client for client in dropped if client.back]
-    back_at = [client.resubscribed_at or 0.0 for client in back]
-    reconnect_s = [at - signal_at for at in back_at]
+    closed_s = [(client.dropped_at or 0.0) - signal_at for client in dropped]
+    back_s = [(client.resubscribed_at or 0.0) - signal_at for client in back]
+    # From the close each client saw (or its first failed attempt) to its next `subscribed`.
+    reconnect_s = [(client.resubscribed_at or 0.0) - (client.dropped_at or 0.0) for client in back]
+    # Only for clients back on a restarted worker: elsewhere, its return is no part of theirs.
     after_up_s = [
-        at - storm.up_at[c.worker] for c, at in zip(back, back_at, strict=True) if c.worker in storm.up_at
+        (client.resubscribed_at or 0.0) - storm.up_at[client.back_on]
+        for client in back
+        if client.back_on in storm.up_at
     ]
     attempts = Counter(client.attempts for client in back)
-    reconnect_ms = [value * 1000 for value in reconnect_s]
-    bucket_ms = args.bucket_ms or (100 if reconnect_ms and max(reconnect_ms) <= 5000 else 250)
-    by_phase: dict[str, dict[str, int]] = {"while_down": {}, "after_up": {}}
+    phases = ("stopping", "down", "after_up")
+    by_phase: dict[str, dict[str, int]] = {phase: {} for phase in phases}
     for (phase, kind), count in sorted(storm.failures.items()):
         if phase in by_phase:
             by_phase[phase][kind] = count
+    rerouted: dict[str, dict[str, int]] = {phase: {} for phase in phases}
+    for (phase, kind), count in sorted(storm.reroutes.items()):
+        if phase in rerouted:
+            rerouted[phase][kind] = count
+    unexplained = {
+        f"{phase} {kind}": count
+        for phase in ("stopping", "down")
+        for kind, count in by_phase[phase].items()
+        if not storm.expected(phase, kind)
+    }
     attempt_values = sorted(client.attempts for client in back)
+    bucket_ms = args.bucket_ms
     return {
+        "stop": args.stop,
+        "route": args.route,
+        "drain_window_s": drain_window_s(args) if args.stop == "drain" else None,
         "clients": len(clients),
         "in_storm": len(in_storm),
         "affected": sum(1 for client in in_storm if client.worker in restarted),
@@ -795,9 +981,15 @@ def summarize(
         "unexpected_drops": sum(1 for client in dropped if client.worker not in restarted),
         "reconnected": len(back),
         "not_reconnected": len(dropped) - len(back),
+        "back_on_worker": {
+            str(storm.ports[w]): n
+            for w, n in sorted(Counter(c.back_on for c in back if c.back_on is not None).items())
+        },
         "gave_up": dict(Counter(client.gave_up for client in in_storm if client.gave_up)),
-        "all_back_s": max(reconnect_s) if reconnect_s and len(back) == len(dropped) else None,
+        "all_back_s": max(back_s) if back_s and len(back) == len(dropped) else None,
+        "closed_after_signal_ms": distribution_ms(closed_s),
         "reconnect_ms": distribution_ms(reconnect_s),
+        "back_after_signal_ms": distribution_ms(back_s),
         "after_worker_up_ms": distribution_ms(after_up_s),
         "handshake_ms": distribution_ms([c.handshake_s for c in back if c.handshake_s is not None]),
         "attempts_per_client": {
@@ -809,15 +1001,29 @@ def summarize(
             "max": attempt_values[-1] if attempt_values else None,
             "counts": {str(count): attempts[count] for count in sorted(attempts)},
         },
+        # Failed attempts the clients saw, by the state of the worker they tried: stopping
+        # (signalled, not exited: draining), down (exited, not answering /healthz yet), after_up.
         "handshake_failures": by_phase,
+        "refused_while_draining": by_phase["stopping"].get("http_403", 0),
+        "refused_while_down": by_phase["stopping"].get("refused", 0) + by_phase["down"].get("refused", 0),
+        "other_failures_while_restarting": unexplained,
         "handshake_errors_after_up": sum(by_phase["after_up"].values()),
+        # --route balancer: attempts moved on to the next worker; the clients saw nothing of them.
+        "rerouted_by_balancer": rerouted,
         "failure_examples": storm.failure_examples,
         "close_codes": {str(code): count for code, count in sorted(storm.close_codes.items())},
+        "close_1006_causes": dict(storm.abnormal_causes),
+        "close_codes_after_signal_ms": {
+            str(code): distribution_ms(moments) for code, moments in sorted(storm.close_moments.items())
+        },
         "subscribe_errors": dict(storm.subscribe_errors),
-        "histogram": {
-            "measured_from": "the restart signal",
-            "bucket_ms": bucket_ms,
-            "buckets": histogram(reconnect_ms, bucket_ms),
+        "subscribe_errors_total": sum(storm.subscribe_errors.values()),
+        "histograms": {
+            "closed": histogram_of(closed_s, measured_from="the restart signal", bucket_ms=bucket_ms),
+            "reconnect": histogram_of(
+                reconnect_s, measured_from="the close each client saw", bucket_ms=bucket_ms
+            ),
+            "back": histogram_of(back_s, measured_from="the restart signal", bucket_ms=bucket_ms),
         },
     }
 
@@ -900,7 +1106,8 @@ def add_notes(notes: list[str], r: dict[str, Any], *, timeout_s: float) -> None:
     if setup and setup["failed"]:
         notes.append(
             f"{setup['failed']} of {setup['wanted']} clients never subscribed before the restart "
-            f"(left out of the storm): {setup['handshake_failures']}, e.g. {setup['failure_examples'][:2]}"
+            f"(left out of the storm): {setup['why']}; handshake failures {setup['handshake_failures']}, "
+            f"e.g. {setup['failure_examples'][:2]}"
         )
     if setup and not setup["caught_up_before_restart"]:
         notes.append("not every client had the room's messages when the restart began")
@@ -916,9 +1123,21 @@ def add_notes(notes: list[str], r: dict[str, Any], *, timeout_s: float) -> None:
             f"{r['handshake_errors_after_up']} connection attempts failed after their worker answered "
             f"/healthz again: {r['handshake_failures']['after_up']}, e.g. {r['failure_examples'][:2]}"
         )
-    odd = {kind: n for kind, n in r["handshake_failures"]["while_down"].items() if kind != "refused"}
-    if odd:
-        notes.append(f"failures other than 'refused' while a worker was stopping or starting: {odd}")
+    if r["other_failures_while_restarting"]:
+        notes.append(
+            "failures other than a draining worker's 403 or a stopped worker's refusal while a worker "
+            f"was stopping or starting: {r['other_failures_while_restarting']}"
+        )
+    if r["stop"] == "drain":
+        others = {code: n for code, n in r["close_codes"].items() if int(code) != CLOSE_DRAINING}
+        if others:
+            notes.append(f"--stop drain, yet sockets closed with other codes than 4512: {others}")
+        window_ms = (r["drain_window_s"] or 0.0) * 1000
+        latest = r["closed_after_signal_ms"]["max"]
+        if latest is not None and latest > window_ms + 1000:
+            notes.append(
+                f"the last socket closed {latest:,.0f} ms after the signal, past a {window_ms:,.0f} ms drain"
+            )
     if r["unexpected_drops"]:
         notes.append(f"{r['unexpected_drops']} clients of a worker that kept running lost their socket")
     if r["subscribe_errors"]:
@@ -961,10 +1180,17 @@ def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f} s"
 
 
+def _counts(total: int, kinds: dict[str, int]) -> str:
+    return f"{total:,} {kinds}" if kinds else f"{total:,}"
+
+
+PERCENTILES = ("p10", "p50", "p90", "p99", "max")
+
+
 def table(r: dict[str, Any]) -> harness.Table:
-    """One row per figure, then the histogram of reconnect times, one row per bucket."""
+    """One row per figure, then the close codes and the three histograms as text bars."""
     rows = [["clients back / dropped", f"{r['reconnected']:,} / {r['dropped']:,} (of {r['clients']:,})"]]
-    rows.append(["all back after", _seconds(r["all_back_s"])])
+    rows.append(["all back after (from the signal)", _seconds(r["all_back_s"])])
     for timing in r["workers_restarted"]:
         rows.append(
             [
@@ -972,24 +1198,41 @@ def table(r: dict[str, Any]) -> harness.Table:
                 f"{timing['exited_s']:.2f} s / {_seconds(timing.get('up_s'))} (exit {timing['exit_code']})",
             ]
         )
+    if len(r["back_on_worker"]) > 1 or r["route"] == "balancer":
+        rows.append(
+            ["clients back on worker", ", ".join(f":{p} {n:,}" for p, n in r["back_on_worker"].items())]
+        )
+    rows.append([f"ms {' / '.join(PERCENTILES)}", ""])
     for label, key in (
-        ("reconnect ms p50/p90/p99/max", "reconnect_ms"),
-        ("  counted from the worker's return", "after_worker_up_ms"),
-        ("handshake ms p50/p90/p99/max", "handshake_ms"),
+        ("  close seen, from the signal", "closed_after_signal_ms"),
+        ("  reconnect: close → subscribed", "reconnect_ms"),
+        ("  subscribed again, from the signal", "back_after_signal_ms"),
+        ("  subscribed, from the worker's return", "after_worker_up_ms"),
+        ("  handshake", "handshake_ms"),
     ):
-        rows.append([label, " / ".join(_ms(r[key][p]) for p in ("p50", "p90", "p99", "max"))])
+        rows.append([label, " / ".join(_ms(r[key][p]) for p in PERCENTILES)])
     a = r["attempts_per_client"]
     mean = "-" if a["mean"] is None else f"{a['mean']:.2f}"
     rows.append(["attempts per client mean/p50/p99/max", f"{mean} / {a['p50']} / {a['p99']} / {a['max']}"])
-    down, up = r["handshake_failures"]["while_down"], r["handshake_failures"]["after_up"]
-    rows.append(["failed attempts while down (expected)", f"{sum(down.values()):,} {down or ''}".strip()])
-    rows.append(["handshake errors after up", f"{r['handshake_errors_after_up']:,} {up or ''}".strip()])
-    rows.append(["close codes seen", str(r["close_codes"] or "-")])
+    rows.append(["refused while draining (HTTP 403)", f"{r['refused_while_draining']:,}"])
+    rows.append(["refused while down (no listener)", f"{r['refused_while_down']:,}"])
+    other = r["other_failures_while_restarting"]
+    rows.append(["other failures while restarting", _counts(sum(other.values()), other)])
+    up = r["handshake_failures"]["after_up"]
+    rows.append(["handshake errors after up", _counts(r["handshake_errors_after_up"], up)])
+    if r["route"] == "balancer":
+        moved = {
+            f"{phase} {kind}": n
+            for phase, kinds in r["rerouted_by_balancer"].items()
+            for kind, n in kinds.items()
+        }
+        rows.append(["moved on by the balancer (unseen)", _counts(sum(moved.values()), moved)])
+    rows.append(["subscribe errors", _counts(r["subscribe_errors_total"], r["subscribe_errors"])])
     m = r["messages"]
     rows.append(
         [
             "messages acked / missing / dup / gaps",
-            f"{m['acked']} / {m['missing']} / {m['duplicated']} / {m['gaps']} (drain {m['drain']['ended']})",
+            f"{m['acked']} / {m['missing']} / {m['duplicated']} / {m['gaps']} (wait {m['wait']['ended']})",
         ]
     )
     cpu_s = (sum(r["server_cpu_s_by_port"].values()), r["redis_cpu_s"], r["loadgen_cpu_s"])
@@ -999,17 +1242,33 @@ def table(r: dict[str, Any]) -> harness.Table:
             " / ".join(f"{value:.2f}" for value in cpu_s) + f" in {r['storm_s']:.2f} s",
         ]
     )
-    rows.append([f"reconnect time histogram ({r['histogram']['bucket_ms']} ms)", "clients"])
-    rows.extend(histogram_rows(r["histogram"]["buckets"]))
+    rows.append(["close codes seen", "sockets"])
+    codes = r["close_codes"]
+    peak = max(codes.values(), default=0)
+    for code, count in codes.items():
+        rows.append([f"  {code} {CLOSE_NAMES.get(int(code), '')}".rstrip(), bar_cell(count, peak)])
+    for title, key in (
+        ("socket closed, from the signal", "closed"),
+        ("reconnect: close → subscribed", "reconnect"),
+        ("subscribed again, from the signal", "back"),
+    ):
+        hist = r["histograms"][key]
+        rows.append([f"{title} ({hist['bucket_ms']} ms)", "clients"])
+        rows.extend(histogram_rows(hist["buckets"]))
     return ["measure", "value"], rows
 
 
+def bar_cell(count: int, peak: int) -> str:
+    """A fixed-width text bar and the count, so any alignment shows it."""
+    bar = "█" * max(1 if count else 0, round(count / (peak or 1) * HISTOGRAM_WIDTH))
+    return f"{bar:<{HISTOGRAM_WIDTH}} {count:>6,}"
+
+
 def histogram_rows(buckets: list[dict[str, int]]) -> list[list[str]]:
-    """A text bar per bucket (fixed width, so any alignment shows it); three or more empty buckets in a row
-    make one row."""
+    """A text bar per bucket; three or more empty buckets in a row make one row."""
     if not buckets:
         return []
-    peak = max(bucket["clients"] for bucket in buckets) or 1
+    peak = max(bucket["clients"] for bucket in buckets)
     rows: list[list[str]] = []
     index = 0
     while index < len(buckets):
@@ -1022,9 +1281,7 @@ def histogram_rows(buckets: list[dict[str, int]]) -> list[list[str]]:
             )
             index = end
             continue
-        count = buckets[index]["clients"]
-        bar = "█" * max(1 if count else 0, round(count / peak * HISTOGRAM_WIDTH))
         span = f"{buckets[index]['from_ms'] / 1000:6.2f}–{buckets[index]['to_ms'] / 1000:6.2f} s"
-        rows.append([f"  {span}", f"{bar:<{HISTOGRAM_WIDTH}} {count:>6,}"])
+        rows.append([f"  {span}", bar_cell(buckets[index]["clients"], peak)])
         index += 1
     return rows

@@ -181,7 +181,8 @@ class RoomHub:
         if drain.is_draining():
             raise Draining()
         if self.channel is None or not self.healthy:
-            await asyncio.wait_for(self.presence.ping(), HEALTH_TIMEOUT_S)
+            async with asyncio.timeout(HEALTH_TIMEOUT_S):
+                await self.presence.ping()
         drain.install_sigterm_handler(asyncio.get_running_loop(), self.drain)
         self.connections.add(consumer)
         try:
@@ -737,7 +738,8 @@ class RoomHub:
         if self.connections:
             self._emptied = asyncio.Event()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._emptied.wait(), started + window_s + DRAIN_GRACE_S - loop.time())
+                async with asyncio.timeout_at(started + window_s + DRAIN_GRACE_S):
+                    await self._emptied.wait()
         log_event("drain_finished", left_open=len(self.connections), took_s=round(loop.time() - started, 3))
 
     async def _check_health(self) -> None:
@@ -748,7 +750,10 @@ class RoomHub:
         lets clients back off and resume once Redis is back, on whichever worker they reach.
         """
         try:
-            await asyncio.wait_for(self.presence.ping(), HEALTH_TIMEOUT_S)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation
+            # that arrives as the ping completes, and this task would outlive the hub's _stop.
+            async with asyncio.timeout(HEALTH_TIMEOUT_S):
+                await self.presence.ping()
         except Exception as error:
             if self.healthy:
                 self.healthy = False

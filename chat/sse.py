@@ -123,7 +123,8 @@ class _Stream:
                 # The client went away: the consumer cleans up as after a socket's disconnect.
                 await self.inbox.put({"type": "websocket.disconnect", "code": 1001})
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(consumer), 10)
+                    async with asyncio.timeout(10):
+                        await asyncio.shield(consumer)
         finally:
             for task in (consumer, client_gone, keepalive):
                 task.cancel()
