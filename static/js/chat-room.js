@@ -263,6 +263,32 @@ export function mountChatRoom(root, {
   listen(socket, 'reset', () => {
     if (historyNote) historyNote.hidden = false;
   });
+  // A moderator deleted messages: they keep their place, without author or text.
+  listen(socket, 'deleted', (event) => {
+    if (event.detail.room !== room) return;
+    for (const seq of event.detail.seqs) {
+      const li = findBySeq(seq);
+      if (!li) continue;
+      li.classList.add('deleted');
+      const author = li.querySelector('.author');
+      const body = li.querySelector('.body');
+      if (author) author.textContent = '';
+      if (body) body.textContent = 'message deleted';
+    }
+  });
+  // The server stopped serving this room (closed by a moderator, or access revoked).
+  listen(socket, 'unsubscribed', (event) => {
+    if (event.detail.room !== room) return;
+    if (historyNote) {
+      historyNote.hidden = false;
+      historyNote.textContent = event.detail.reason === 'room_closed'
+        ? 'This room was closed by a moderator.'
+        : 'You no longer have access to this room.';
+    }
+    if (input) input.disabled = true;
+    const button = form?.querySelector('button');
+    if (button) button.disabled = true;
+  });
   listen(socket, 'pong', (event) => {
     if (status && event.detail.rttMs !== null) status.title = `Round trip ${event.detail.rttMs} ms`;
   });

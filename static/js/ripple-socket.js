@@ -13,8 +13,8 @@
  * again after `retry_after_ms` (nothing is lost), later messages wait behind
  * it, and when `welcome.limits` names the per-connection message bucket
  * (`messages_per_s`, `messages_burst`) messages never go out faster than it.
- * A room the server stops serving (`forbidden`, or an `unsubscribed` frame with
- * a `reason`) is forgotten.
+ * A room the server stops serving (`forbidden`, a `room_closed` frame, or an
+ * `unsubscribed` frame with a `reason`) is forgotten.
  *
  * It chooses the transport itself: WebSocket first, and the HTTP fallback
  * (`SseSocket`: Server-Sent Events and POST, `./sse-socket.js`) when there is
@@ -47,8 +47,8 @@ export const STATE = Object.freeze({
 /**
  * Every frame type of the protocol. `ping`, `pong` and `message` travel in
  * both directions; `subscribe` and `unsubscribe` only from the client;
- * `welcome`, `subscribed`, `unsubscribed`, `ack`, `error` and `presence` only
- * from the server.
+ * `welcome`, `subscribed`, `unsubscribed`, `ack`, `error`, `presence`,
+ * `deleted` and `room_closed` only from the server.
  */
 export const FRAME = Object.freeze({
   PING: 'ping',
@@ -62,6 +62,8 @@ export const FRAME = Object.freeze({
   ACK: 'ack',
   ERROR: 'error',
   PRESENCE: 'presence',
+  DELETED: 'deleted',
+  ROOM_CLOSED: 'room_closed',
 });
 
 /** WebSocket close codes this client sends or acts on. */
@@ -98,6 +100,7 @@ const ERROR_CODE = Object.freeze({
   SERVER_ERROR: 'server_error',
   RATE_LIMITED: 'rate_limited',
   FORBIDDEN: 'forbidden',
+  ROOM_CLOSED: 'room_closed',
 });
 
 const CLIENT_ID_PATTERN = /^[A-Za-z0-9_.:-]{1,64}$/;
@@ -487,8 +490,10 @@ function defaultSessionStorage() {
  *   sent again after `retryAfterMs`; `room` and `clientId` are null when the
  *   frame did not name them), `unsubscribed` (`{room, reason, code}`: the
  *   server will not serve `room` any more and it is forgotten, never after the
- *   page's own `unsubscribe()`: `reason` is the server's (`access_revoked`) or
- *   the subscribe's error code, `code` the one its waiting sends reject with).
+ *   page's own `unsubscribe()`: `reason` is the server's (`access_revoked`,
+ *   `room_closed`) or the subscribe's error code, `code` the one its waiting
+ *   sends reject with), `deleted` (`{room, seqs}`: a moderator deleted these
+ *   messages of a subscribed room; show them as gone).
  *   An `error` event still fires for every error frame, `rate_limited` too.
  */
 export class RippleSocket extends EventTarget {
@@ -1133,6 +1138,13 @@ export class RippleSocket extends EventTarget {
         return this.#onPresence(frame);
       case FRAME.UNSUBSCRIBED:
         return this.#onUnsubscribed(frame);
+      case FRAME.DELETED:
+        if (this.#rooms.has(frame.room) && Array.isArray(frame.seqs)) {
+          this.dispatchEvent(new CustomEvent('deleted', { detail: { room: frame.room, seqs: frame.seqs } }));
+        }
+        return;
+      case FRAME.ROOM_CLOSED:
+        return this.#onRoomClosed(frame);
       default:
         // Unknown types need no action.
         return;
@@ -1321,6 +1333,13 @@ export class RippleSocket extends EventTarget {
     if (typeof frame.reason !== 'string' || frame.reason === '' || !this.#rooms.has(frame.room)) return;
     const error = rippleError(ERROR_CODE.FORBIDDEN, `unsubscribed by the server: ${frame.reason}`, { frame });
     this.#endRoom(frame.room, error, frame.reason);
+  }
+
+  /** A moderator closed the room: no longer subscribed, and not re-subscribed after a reconnect. */
+  #onRoomClosed(frame) {
+    if (!this.#rooms.has(frame.room)) return;
+    const error = rippleError(ERROR_CODE.ROOM_CLOSED, frame.reason || 'the room was closed', { frame });
+    this.#endRoom(frame.room, error, 'room_closed');
   }
 
   /** Forgets a room the server will not serve (no re-subscribe); its waiting sends reject with `error`. */

@@ -8,7 +8,7 @@ import { FakeWebSocket, fakeEnvironment, useMockTimers } from './fake-websocket.
 const URL = 'ws://ripple.test/ws/chat/';
 const EVENTS = [
   'statechange', 'open', 'message', 'ack', 'error', 'subscribed', 'giveup', 'welcome', 'reset', 'pong', 'presence',
-  'ratelimited', 'unsubscribed',
+  'ratelimited', 'unsubscribed', 'deleted',
 ];
 const CLIENT_ID = /^[A-Za-z0-9_.:-]{1,64}$/;
 
@@ -163,7 +163,10 @@ describe('exported maps', () => {
     assert.deepEqual(Object.values(STATE).sort(), ['closed', 'connecting', 'failed', 'open', 'reconnecting']);
     assert.deepEqual(
       Object.values(FRAME).sort(),
-      ['ack', 'error', 'message', 'ping', 'pong', 'presence', 'subscribe', 'subscribed', 'unsubscribe', 'unsubscribed', 'welcome'],
+      [
+        'ack', 'deleted', 'error', 'message', 'ping', 'pong', 'presence', 'room_closed', 'subscribe', 'subscribed',
+        'unsubscribe', 'unsubscribed', 'welcome',
+      ],
     );
     assert.equal(CLOSE.HEARTBEAT_TIMEOUT, 4408);
     assert.deepEqual(
@@ -1271,6 +1274,35 @@ describe('RippleSocket rooms the server stops serving', () => {
     assert.deepEqual(ctx.ws.framesOfType(FRAME.SUBSCRIBE).map((f) => f.room), ['random']);
     subscribed(ctx.ws, 'random');
     assert.deepEqual(sentIds(ctx.ws), [elsewhere.clientId]);
+    ctx.socket.close();
+  });
+
+  test('room_closed ends the subscription: sends reject with room_closed, no re-subscribe', async () => {
+    const ctx = setup();
+    ctx.socket.subscribe('general');
+    ctx.socket.subscribe('random');
+    ctx.ws.serverOpen();
+    subscribed(ctx.ws, 'general');
+    subscribed(ctx.ws, 'random');
+    const inFlight = ctx.socket.send('general', 'too late');
+    ctx.ws.serverSend({ type: FRAME.ROOM_CLOSED, room: 'general', reason: 'closed for the night' });
+    await assert.rejects(inFlight.acked, { code: 'room_closed', message: 'closed for the night' });
+    assert.deepEqual(ctx.of('unsubscribed'), [{ room: 'general', reason: 'room_closed', code: 'room_closed' }]);
+    ctx.ws.serverClose(1006);
+    tick(ctx.lastState().delayMs);
+    ctx.ws.serverOpen();
+    assert.deepEqual(ctx.ws.framesOfType(FRAME.SUBSCRIBE).map((f) => f.room), ['random']);
+    ctx.socket.close();
+  });
+
+  test('deleted is passed on for subscribed rooms only', () => {
+    const ctx = setup();
+    ctx.socket.subscribe('general');
+    ctx.ws.serverOpen();
+    subscribed(ctx.ws, 'general');
+    ctx.ws.serverSend({ type: FRAME.DELETED, room: 'general', seqs: [2, 3] });
+    ctx.ws.serverSend({ type: FRAME.DELETED, room: 'elsewhere', seqs: [1] });
+    assert.deepEqual(ctx.of('deleted'), [{ room: 'general', seqs: [2, 3] }]);
     ctx.socket.close();
   });
 
