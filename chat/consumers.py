@@ -15,7 +15,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.sessions import InstanceSessionWrapper
 from django.conf import settings
 
-from . import drain, heartbeat, hub, limits, protocol, services
+from . import drain, heartbeat, hub, limits, protocol, selectors, services
 from .identity import Identity, identity_from_scope, session_expiry, session_tag
 from .logs import log_event
 from .models import Room
@@ -284,7 +284,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def _allowed(self, room: Room) -> bool:
         try:
-            return await database_sync_to_async(services.room_allows)(
+            return await database_sync_to_async(selectors.room_allows)(
                 room=room, user_id=self.identity.user_id
             )
         except Exception:

@@ -3,8 +3,9 @@
 Draining closes every socket of the process with 4512, each at a random moment within
 ``RIPPLE_DRAIN_S``: clients reconnect at once (after their own small random delay) and, through
 nginx, land on another worker and resume, instead of all seeing 1006 at the same instant and
-all coming back at the same instant. While draining, new handshakes get 4512 and ``/readyz``
-answers 503, so a load balancer stops sending sockets here.
+all coming back at the same instant. While draining, new handshakes are refused with HTTP 403
+(nginx then tries the next worker) and ``/readyz`` answers 503, so a load balancer stops
+sending sockets here.
 
 Two ways in: SIGTERM (when ``RIPPLE_DRAIN_ON_SIGTERM``; the server's own SIGTERM handling runs
 once the sockets are gone, so the process then exits as before), and ``manage.py drain``, which

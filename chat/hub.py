@@ -53,8 +53,6 @@ EVENT_DISCONNECT_USER = "control.disconnect_user"
 EVENT_END_SESSION = "control.end_session"
 # A client frame POSTed to any worker for the HTTP fallback stream it belongs to (chat/sse.py).
 EVENT_CONNECTION_FRAME = "conn.frame"
-# Where a fallback stream's consumer takes frames from (set in its scope by chat/sse.py).
-INBOX_KEY = "ripple.inbox"
 # manage.py drain: the named processes (or all) send their sockets away (chat/drain.py).
 EVENT_DRAIN = "control.drain"
 # After the drain window, sockets still open are given this long to finish closing.
@@ -169,6 +167,9 @@ class RoomHub:
         self.healthy = True
         # Set when the last socket leaves, while a drain waits for that.
         self._emptied: asyncio.Event | None = None
+        # The HTTP fallback streams here (chat/sse.py), by connection id: the session tag that
+        # opened each, and the queue its consumer reads client frames from.
+        self.streams: dict[str, tuple[str, asyncio.Queue[dict[str, Any]]]] = {}
 
     # Connections.
 
@@ -626,8 +627,8 @@ class RoomHub:
         await self._maybe_leave(stream)
 
     async def _access_changed(self, stream: RoomStream) -> None:
-        """Send away the subscribers the room no longer allows (chat/services.room_allows)."""
-        private, members = await database_sync_to_async(services_room_member_ids)(room_id=stream.room_id)
+        """Send away the subscribers the room no longer allows (chat/selectors.room_allows)."""
+        private, members = await database_sync_to_async(selectors.room_member_ids)(room_id=stream.room_id)
         if not private:
             return
         text = protocol.unsubscribed(room=stream.slug, ref=None, reason=protocol.REASON_ACCESS_REVOKED)
@@ -708,13 +709,10 @@ class RoomHub:
 
     def _connection_frame(self, event: dict[str, Any]) -> None:
         """Hand a POSTed frame to its fallback stream's consumer, if that stream is here."""
-        for consumer in self.connections:
-            if consumer.connection_id == event["connection"]:
-                inbox = consumer.scope.get(INBOX_KEY)
-                # Only from the session that opened the stream (its id alone is not enough).
-                if inbox is not None and consumer.session_tag == event["session"]:
-                    inbox.put_nowait({"type": "websocket.receive", "text": event["text"]})
-                return
+        found = self.streams.get(event["connection"])
+        # Only from the session that opened the stream (its id alone is not enough).
+        if found is not None and found[0] == event["session"]:
+            found[1].put_nowait({"type": "websocket.receive", "text": event["text"]})
 
     async def drain(self, window_s: float) -> None:
         """Close every socket here with 4512, at random moments spread over ``window_s``.
@@ -831,13 +829,6 @@ async def room_event(slug: str, kind: str, data: dict[str, Any]) -> None:
 async def control_event(kind: str, data: dict[str, Any]) -> None:
     """Tell every process that has sockets."""
     await get_channel_layer().group_send(CONTROL_GROUP, {"type": kind, **data})
-
-
-def services_room_member_ids(*, room_id: int) -> tuple[bool, set[int]]:
-    # chat.services imports this module; import it when first needed.
-    from .services import room_member_ids
-
-    return room_member_ids(room_id=room_id)
 
 
 def connection_group(connection_id: str) -> str:

@@ -70,9 +70,6 @@ class SharedBuckets:
         else:
             self._buckets[key] = (found[0], found[1] - 1)
 
-    def __len__(self) -> int:
-        return len(self._buckets)
-
 
 class ConnectionCounter:
     """Open sockets per key (user, client address) in this process, against a cap."""

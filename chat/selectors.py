@@ -8,7 +8,7 @@ from typing import Any
 from django.db.models import Q, QuerySet
 
 from . import protocol
-from .models import Message, Room
+from .models import Message, Room, RoomMembership
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,3 +100,18 @@ def message_list_recent(*, room: Room, limit: int) -> list[Message]:
     """The room's last ``limit`` messages, oldest first."""
     newest = Message.objects.filter(room=room).order_by("-seq")[:limit]
     return list(reversed(newest))
+
+
+def room_allows(*, room: Room, user_id: int | None) -> bool:
+    """Whether a user (None: a guest) may subscribe to, read and post in ``room``."""
+    if not room.private:
+        return True
+    return user_id is not None and RoomMembership.objects.filter(room_id=room.pk, user_id=user_id).exists()
+
+
+def room_member_ids(*, room_id: int) -> tuple[bool, set[int]]:
+    """(is the room private, its members' user ids)."""
+    private = Room.objects.filter(pk=room_id).values_list("private", flat=True).first()
+    if not private:
+        return False, set()
+    return True, set(RoomMembership.objects.filter(room_id=room_id).values_list("user_id", flat=True))

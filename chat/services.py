@@ -14,7 +14,7 @@ from django.db.models import Field
 from django.utils import timezone
 
 from . import hub, protocol, selectors
-from .models import Message, Room, RoomMembership
+from .models import Message, Room
 
 
 class ClientIdConflict(Exception):
@@ -199,21 +199,6 @@ def session_end(*, tag: str) -> None:
     """Close every socket opened with the session ``tag`` (identity.session_tag), everywhere."""
     if tag:
         async_to_sync(hub.control_event)(hub.EVENT_END_SESSION, {"session": tag})
-
-
-def room_allows(*, room: Room, user_id: int | None) -> bool:
-    """Whether a user (None: a guest) may subscribe to, read and post in ``room``."""
-    if not room.private:
-        return True
-    return user_id is not None and RoomMembership.objects.filter(room_id=room.pk, user_id=user_id).exists()
-
-
-def room_member_ids(*, room_id: int) -> tuple[bool, set[int]]:
-    """(is the room private, its members' user ids)."""
-    private = Room.objects.filter(pk=room_id).values_list("private", flat=True).first()
-    if not private:
-        return False, set()
-    return True, set(RoomMembership.objects.filter(room_id=room_id).values_list("user_id", flat=True))
 
 
 def room_access_changed(*, slug: str) -> None:

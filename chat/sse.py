@@ -103,7 +103,7 @@ class _Stream:
 
     def __init__(self, scope: dict[str, Any], send: Any) -> None:
         self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self.scope = {**scope, "type": "websocket", "subprotocols": [], hub.INBOX_KEY: self.inbox}
+        self.scope = {**scope, "type": "websocket", "subprotocols": []}
         self.send = send
         self.started = self.ended = False
         self.connection_id: str | None = None
@@ -219,6 +219,7 @@ class _Stream:
         local = hub.get_hub()
         if local.channel is None or self.connection_id is None:
             return
+        local.streams[self.connection_id] = (session_tag(self.scope.get("session")), self.inbox)
         await local.layer.group_add(hub.connection_group(self.connection_id), local.channel)
         self.joined = True
 
@@ -226,6 +227,7 @@ class _Stream:
         if not self.joined or self.connection_id is None:
             return
         local = hub.get_hub()
+        local.streams.pop(self.connection_id, None)
         if local.channel is not None:
             with contextlib.suppress(Exception):
                 await local.layer.group_discard(hub.connection_group(self.connection_id), local.channel)

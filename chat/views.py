@@ -4,7 +4,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from . import protocol, selectors, services
+from . import protocol, selectors
 from .identity import GUEST_NAME_KEY, clean_guest_name, identity_from_request
 from .models import Room
 
@@ -59,7 +59,7 @@ def room(request: HttpRequest, slug: str) -> HttpResponse:
     if identity is None:
         return render(request, "chat/name.html", {"next": request.get_full_path()})
     found = Room.objects.filter(slug=slug).first()
-    if found is not None and not services.room_allows(room=found, user_id=identity.user_id):
+    if found is not None and not selectors.room_allows(room=found, user_id=identity.user_id):
         # The same answer the socket gives (error forbidden): no history, no member list.
         return render(request, "chat/forbidden.html", {"slug": slug, "identity": identity}, status=403)
     messages = selectors.message_list_recent(room=found, limit=50) if found else []
