@@ -12,7 +12,7 @@ from chat import services
 from chat.models import Message
 from tests.integration.test_fault_kill import guest_session
 from tests.support.frames import recv_until
-from tests.support.sse_client import SseStream, page_credentials, post_frame
+from tests.support.sse_client import SseStream, page_credentials, post_bytes, post_frame
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -214,3 +214,31 @@ async def test_a_stream_resumes_from_last_event_id(daphne):
         assert (await odd.frame())["type"] == "pong"
     finally:
         await odd.close()
+
+
+async def test_bad_requests_to_the_fallback_are_refused_clearly(daphne):
+    server = daphne()
+    credentials = await asyncio.to_thread(page_credentials, server.http_url, None)
+    # The stream: only GET, only from this site.
+    for origin, headers in (("http://evil.example", {}), (None, {"Sec-Fetch-Site": "cross-site"})):
+        stream = SseStream("127.0.0.1", server.port, credentials["cookie"], origin=origin)
+        stream.extra_headers = headers
+        assert await stream.open() == 403
+        await stream.close()
+    stream, credentials = await open_stream(server)
+    try:
+        bad_id = SseStream("127.0.0.1", server.port, credentials["cookie"])
+        bad_id.connection_id = "not-an-id"
+        assert await post(server, bad_id, credentials, {"type": "ping"}) == (
+            400,
+            {"error": "invalid_connection"},
+        )
+        status, answer = await asyncio.to_thread(
+            post_bytes, server.http_url, stream.connection_id, b"\xff\xfe", credentials
+        )
+        assert (status, answer) == (400, {"error": "invalid_json"})
+        # None of it reached the stream: its next frame answers this ping.
+        await post(server, stream, credentials, {"type": "ping", "t": "after"})
+        assert await stream.frame() == {"type": "pong", "t": "after", "ref": None}
+    finally:
+        await stream.close()

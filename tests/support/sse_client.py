@@ -43,6 +43,8 @@ class SseStream:
     ) -> None:
         self.host, self.port, self.cookie, self.origin = host, port, cookie, origin
         self.last_event_id = last_event_id
+        # Sent with the GET as they are (e.g. Sec-Fetch-Site).
+        self.extra_headers: dict[str, str] = {}
         self.status: int | None = None
         self.close_code: int | None = None
         self.connection_id: str | None = None
@@ -63,6 +65,7 @@ class SseStream:
             lines.append(f"Origin: {self.origin}")
         if self.last_event_id is not None:
             lines.append(f"Last-Event-ID: {self.last_event_id}")
+        lines.extend(f"{name}: {value}" for name, value in self.extra_headers.items())
         self._writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
         await self._writer.drain()
         head = await asyncio.wait_for(self._reader.readuntil(b"\r\n\r\n"), 10)
@@ -148,9 +151,17 @@ def post_frame(
 ) -> tuple[int, dict[str, Any]]:
     """``POST /sse/chat/send/``: the status and JSON answer."""
     body = frame if isinstance(frame, str) else json.dumps(frame)
+    return post_bytes(http_url, connection_id, body.encode(), credentials, origin)
+
+
+def post_bytes(
+    http_url: str, connection_id: str, body: bytes, credentials: dict[str, str], origin: str | None = None
+) -> tuple[int, dict[str, Any]]:
+    """``POST /sse/chat/send/`` with any body: the status and JSON answer."""
+    origin = origin or http_url
     request = urllib.request.Request(
         f"{http_url}/sse/chat/send/?connection={connection_id}",
-        data=body.encode(),
+        data=body,
         method="POST",
         headers={
             "Content-Type": "text/plain;charset=UTF-8",

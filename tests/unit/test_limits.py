@@ -200,3 +200,14 @@ def test_history_keeps_the_newest_messages_that_fit_its_byte_budget():
     assert not resumed.complete  # 3..7 are missing: the client must reload
     roomy = selectors.message_history(since=7, max_bytes=3500, **common)
     assert ([m["seq"] for m in roomy.messages], roomy.complete) == ([8, 9, 10], True)
+
+
+def test_manage_py_drain_refuses_clearly_without_redis_or_with_a_bad_window(settings):
+    from django.core.management import CommandError, call_command
+
+    settings.REDIS_URL = ""
+    with pytest.raises(CommandError, match="REDIS_URL is not set"):
+        call_command("drain", "--all")
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    with pytest.raises(CommandError, match="--window must be 0 or more"):
+        call_command("drain", "--all", "--window", "-1")
