@@ -17,10 +17,10 @@ Server -> client
     pong         t, ref
     ping         t
     subscribed   room, messages, last_seq, complete, members, ref
-    unsubscribed room, ref
+    unsubscribed room, ref [, reason]        (reason: the server ended it, e.g. access_revoked)
     message      room, seq, author, body, sent_at, client_id
     ack          room, client_id, seq, sent_at, duplicate, ref
-    error        code, message, ref [, room, client_id, field]
+    error        code, message, ref [, room, client_id, field, retry_after_ms]
     presence     room, joins, leaves        (members as {id, name})
     deleted      room, seqs                 (a moderator deleted these messages)
     room_closed  room, reason               (a moderator closed the room; no longer subscribed)
@@ -28,8 +28,16 @@ Server -> client
 Close codes
     1000  normal close
     1011  internal error (sent by daphne when the application fails)
+    4401  session ended (logout, expiry): do not reconnect
     4403  disconnected by a moderator: do not reconnect
     4408  heartbeat timeout: nothing heard for interval + timeout
+    4409  too many sockets for this user or address: do not reconnect
+    4429  flooding after rate_limited errors: do not reconnect
+    4503  try again later: the channel layer (Redis) is away
+    4509  too slow: the client stopped reading past the outbound limit
+    4512  draining: reconnect at once, after a random delay
+
+The same frames also travel over the HTTP fallback (chat/sse.py).
 """
 
 from __future__ import annotations
