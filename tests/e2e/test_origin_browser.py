@@ -45,14 +45,16 @@ async def test_only_allowed_origins_can_open_a_socket(daphne, browser):
     evil_server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), AnotherSite)
     threading.Thread(target=evil_server.serve_forever, daemon=True).start()
     evil = f"http://127.0.0.1:{evil_server.server_address[1]}"
-    page = await context.new_page()
-    await page.goto(f"http://127.0.0.1:{port}/echo/")
-    assert await page.evaluate(TRY_SOCKET, socket_url) == {"outcome": "message", "type": "welcome"}
-    await page.goto(f"{evil}/")
-    assert await page.evaluate(TRY_SOCKET, socket_url) == {"outcome": "closed", "code": 1006}
-    await context.close()
-    evil_server.shutdown()
-    evil_server.server_close()
+    try:
+        page = await context.new_page()
+        await page.goto(f"http://127.0.0.1:{port}/echo/")
+        assert await page.evaluate(TRY_SOCKET, socket_url) == {"outcome": "message", "type": "welcome"}
+        await page.goto(f"{evil}/")
+        assert await page.evaluate(TRY_SOCKET, socket_url) == {"outcome": "closed", "code": 1006}
+    finally:
+        await context.close()
+        evil_server.shutdown()
+        evil_server.server_close()
     refused = [
         json.loads(line[line.index("{") :])
         for line in server.output().splitlines()
