@@ -1,6 +1,8 @@
 # Ripple's application image: daphne serving HTTP and WebSockets on port 8000.
 # Build: docker build -t ripple .   Run it with docker-compose.yml (PostgreSQL, Redis, nginx).
-FROM python:3.11-slim
+# Pinned by version (Python patch release and Debian release); a digest (@sha256:...) pins it
+# fully, but none could be looked up where this was written. Upgrading: README.md.
+FROM python:3.11.14-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -10,9 +12,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# Every requirement has a manylinux wheel for CPython 3.11: no compiler needed.
-COPY requirements.txt ./
-RUN pip install -r requirements.txt
+# The whole dependency tree, pinned with hashes (requirements.lock, made by `make lock` from
+# requirements.txt): every package has a manylinux wheel for CPython 3.11, no compiler needed.
+COPY requirements.lock ./
+RUN pip install --require-hashes --no-deps -r requirements.lock
 
 COPY . .
 
@@ -34,7 +37,10 @@ EXPOSE 8000
 # --ping-interval/--ping-timeout: protocol pings on idle sockets, alongside the app heartbeat.
 # --websocket_timeout -1: no 24 h cap on a socket's life (daphne's default is 86400 s).
 # --websocket-max-*-size: the same flags as project/serving.py (incoming frames over 64 KiB are dropped).
+# --access-log /dev/null: daphne's own access log is plain NCSA text on stdout, outside logging;
+# nginx logs every request, and sockets are logged as JSON on ripple.events (docs/deploy.md).
 CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "--proxy-headers", \
      "--ping-interval", "20", "--ping-timeout", "30", "--websocket_timeout", "-1", \
      "--websocket-max-message-size", "4194304", "--websocket-max-frame-size", "65536", \
+     "--access-log", "/dev/null", \
      "project.asgi:application"]

@@ -12,7 +12,7 @@ ENV_FILE := $(wildcard .env)
 RUN_ENV := set -a; $(if $(ENV_FILE),. ./.env;) set +a;
 
 .DEFAULT_GOAL := help
-.PHONY: help venv install dev run cluster bench migrate test test-python test-js lint fmt clean
+.PHONY: help venv install dev lock run cluster bench migrate test test-python test-js lint fmt clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -22,17 +22,29 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.runtime: requirements.txt | $(BIN)/python
-	$(BIN)/pip install --quiet -r requirements.txt
+# Installs come from the locks (every package pinned, with hashes), never from the loose
+# requirements*.txt, so every machine gets the same tree. `make lock` remakes the locks.
+$(VENV)/.runtime: requirements.lock | $(BIN)/python
+	$(BIN)/pip install --quiet --require-hashes -r requirements.lock
 	@touch $@
 
-$(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
-	$(BIN)/pip install --quiet -r requirements-dev.txt
+$(VENV)/.dev: requirements.lock requirements-dev.lock | $(BIN)/python
+	$(BIN)/pip install --quiet --require-hashes -r requirements-dev.lock
 	@touch $@ $(VENV)/.runtime
 
 venv: $(VENV)/.runtime ## create .venv with the runtime requirements
 
 dev: $(VENV)/.dev ## create .venv with the development requirements
+
+# The locks cover CPython 3.11 on Linux x86-64 (glibc), as in the image and CI; uv is not a
+# requirement of the project: `pip install uv` anywhere. Without UPGRADE the pins already in a
+# lock are kept (only new or changed requirements resolve); UPGRADE=1 takes the newest of all.
+UV ?= uv
+LOCK_FLAGS = --quiet --generate-hashes --python-version 3.11.7 --python-platform x86_64-unknown-linux-gnu \
+	--custom-compile-command 'make lock' $(if $(UPGRADE),--upgrade)
+lock: ## remake requirements.lock and requirements-dev.lock from requirements*.txt (needs uv)
+	$(UV) pip compile $(LOCK_FLAGS) requirements.txt -o requirements.lock
+	$(UV) pip compile $(LOCK_FLAGS) requirements-dev.txt -o requirements-dev.lock
 
 migrate: $(VENV)/.runtime ## apply database migrations
 	$(RUN_ENV) DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(BIN)/python manage.py migrate --noinput

@@ -32,7 +32,6 @@ from typing import Any
 
 from .wsclient import HandshakeError, WsClient, open_socket
 
-ORIGIN = "http://127.0.0.1"
 FAR = 2**63 - 1
 # Parallel handshakes while sockets open.
 CONNECT_CONCURRENCY = 50
@@ -201,7 +200,7 @@ class BenchSocket(WsClient):
     """A subscriber, or with ``publisher=True`` the room's publisher (which also receives)."""
 
     def __init__(self, plan: Plan, stats: Stats, room: str, worker: int, *, publisher: bool) -> None:
-        super().__init__(plan.url(worker, room), origin=ORIGIN)
+        super().__init__(plan.url(worker, room))
         self.port = plan.ports[worker % len(plan.ports)]
         self.stats = stats
         self.room = room

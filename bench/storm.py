@@ -239,7 +239,7 @@ class Connection(WsClient):
     """One socket of a ``StormClient`` to one worker: frames and the end of the socket go to its owner."""
 
     def __init__(self, owner: StormClient, worker: int) -> None:
-        super().__init__(owner.storm.urls[worker], origin=loadgen.ORIGIN)
+        super().__init__(owner.storm.urls[worker])
         self.owner = owner
         self.worker = worker
         # Counted in the storm's connections per worker (the balancer's least_conn) until released.

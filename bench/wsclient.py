@@ -30,9 +30,11 @@ class WsClient(asyncio.Protocol):
 
     def __init__(self, url: str, *, origin: str | None = None) -> None:
         self.url = url
-        self.ws = ClientProtocol(
-            parse_uri(url), origin=Origin(origin) if origin else None, max_size=MAX_MESSAGE_BYTES
-        )
+        uri = parse_uri(url)
+        # The server's own origin by default, as a page it served would send (Ripple admits
+        # only that unless RIPPLE_ALLOWED_ORIGINS says otherwise).
+        origin = origin or f"{'https' if uri.secure else 'http'}://{uri.host}:{uri.port}"
+        self.ws = ClientProtocol(uri, origin=Origin(origin), max_size=MAX_MESSAGE_BYTES)
         loop = asyncio.get_running_loop()
         self.opened: asyncio.Future[None] = loop.create_future()
         self.closed: asyncio.Future[None] = loop.create_future()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from urllib.parse import parse_qsl
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.views.main import PAGE_VAR
@@ -171,12 +172,18 @@ class RoomAdmin(ModerationActionsMixin, admin.ModelAdmin):
     search_fields = ["slug", "title"]
     list_filter = [RoomStatusFilter, RoomActivityFilter]
     date_hierarchy = "created_at"
-    actions = ["announce", "close_rooms", "reopen_rooms"]
+    actions = ["announce", "close_rooms", "reopen_rooms", "delete_rooms"]
     computed_fields = ["created_at", "message_count", "last_message_at", "closed_at", "online_members"]
 
-    # Deleting a room drops its history and strands its live subscribers: close it instead.
+    # Django's own delete would strand the room's live subscribers: the delete_rooms action
+    # goes through services.room_delete, which tells every process.
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+    def has_moderate_permission(self, request) -> bool:
+        # Deleting a room deletes its messages: the message moderators' permission, and the room's.
+        user = request.user
+        return user.has_perm("chat.change_room") and user.has_perm("chat.change_message")
 
     def get_fields(self, request, obj=None):
         return (
@@ -299,6 +306,35 @@ class RoomAdmin(ModerationActionsMixin, admin.ModelAdmin):
             self.message_user(request, f"Closed {_count(len(rooms), 'room')}.")
         else:
             self.message_user(request, "The selected rooms were already closed.", messages.WARNING)
+        return None
+
+    @admin.action(description="Delete rooms and their messages", permissions=["moderate"])
+    def delete_rooms(self, request: HttpRequest, queryset: QuerySet[Room]):
+        if "apply" not in request.POST:
+            return self.action_page(
+                request,
+                queryset,
+                action="delete_rooms",
+                form=forms.Form(),
+                title="Delete rooms and their messages",
+                intro=(
+                    "These rooms and every message in them are deleted for good; everyone in them is "
+                    "sent away. Closing a room keeps its history:"
+                ),
+                submit_label="Delete the rooms",
+            )
+        slugs = services.room_delete(room_ids=list(queryset.values_list("pk", flat=True)))
+        if slugs:
+            log_event(
+                "moderation",
+                action="room_delete",
+                by=request.user.get_username(),
+                rooms=slugs,
+                count=len(slugs),
+            )
+            self.message_user(request, f"Deleted {_count(len(slugs), 'room')} and their messages.")
+        else:
+            self.message_user(request, "The selected rooms were already deleted.", messages.WARNING)
         return None
 
     @admin.action(description="Reopen the selected rooms", permissions=["change"])

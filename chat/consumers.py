@@ -11,11 +11,13 @@ from typing import Any
 
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.sessions import InstanceSessionWrapper
 from django.conf import settings
 
-from . import drain, heartbeat, hub, limits, protocol, selectors, services
+from . import heartbeat, hub, limits, protocol, selectors, services
+from .admission import CONNECTION_ID
 from .identity import Identity, identity_from_scope, session_expiry, session_tag
 from .logs import log_event
 from .models import Room
@@ -26,6 +28,9 @@ logger = logging.getLogger(__name__)
 # An alias with no layer behind it: sockets get no channel of their own, because the hub
 # holds this process's only channel-layer membership (one per room, not one per socket).
 NO_CHANNEL_LAYER = "ripple.no-layer"
+# Marks a ``websocket.receive`` the server made itself (the HTTP fallback's resume by
+# Last-Event-ID, chat/sse.py). No client can set it: daphne and the hub build every other one.
+SERVER_FRAME = "ripple.server_frame"
 
 
 class ChatConsumer(AsyncWebsocketConsumer):
@@ -40,11 +45,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         wrapper = getattr(send, "__self__", None)
         if isinstance(wrapper, InstanceSessionWrapper):
             send = wrapper.real_send
-        self.too_slow = self.closing = False
-        gauge = limits.outbound_gauge(send)
-        if gauge is not None:
-            send = self._guard_outbound(send, gauge)
+        self.closing = False
         self.cleaned_up = False
+        self.from_server = False
         try:
             await super().__call__(scope, receive, send)
         finally:
@@ -53,48 +56,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
             if not self.cleaned_up:
                 await self.disconnect(1011)
 
-    def _guard_outbound(self, send: Any, gauge: Any) -> Any:
-        """Close a socket whose unsent backlog keeps growing past RIPPLE_MAX_OUTBOUND_BYTES.
-
-        The server would otherwise buffer everything sent to a peer that stopped reading. Before
-        each frame goes out, the backlog may exceed the limit by at most the largest frame sent
-        since it was last within the limit (one resume can be bigger than the limit on its own).
-        Past that the socket gets close code 4509, queued behind the backlog, and nothing more;
-        the client reconnects and resumes from the last seq it has.
-        """
-        limit = settings.RIPPLE_MAX_OUTBOUND_BYTES
-        largest = 0
-
-        async def guarded_send(message: dict[str, Any]) -> None:
-            nonlocal largest
-            if self.too_slow:
-                return
-            backlog = gauge()
-            if backlog <= limit:
-                largest = 0
-            elif backlog > limit + largest:
-                self.too_slow = True
-                stats.error("too_slow")
-                log_event("too_slow", connection=getattr(self, "connection_id", None), buffered=backlog)
-                await send({"type": "websocket.close", "code": protocol.CLOSE_TOO_SLOW})
-                return
-            await send(message)
-            text = message.get("text")
-            if text is not None and len(text) > largest:
-                largest = len(text)
-
-        return guarded_send
-
     async def dispatch(self, message: dict[str, Any]) -> None:
-        # Channels' dispatch closes stale database connections in a thread hop before every
-        # frame; database_sync_to_async already does that around each query, so skip it.
-        handler = getattr(self, get_handler_name(message), None)
-        if handler is None:
-            raise ValueError(f"no handler for message type {message['type']}")
-        await handler(message)
+        await dispatch_without_db_hop(self, message)
 
     async def connect(self) -> None:
-        self.connection_id = uuid.uuid4().hex
+        # Given by the admission guard (chat/admission.py), which logged under it already.
+        self.connection_id = self.scope.get(CONNECTION_ID) or uuid.uuid4().hex
         # Maps each subscribed room slug to its Room row.
         self.rooms: dict[str, Room] = {}
         self.last_seen = self.connected_at = time.monotonic()
@@ -102,13 +69,6 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.identity: Identity = await identity_from_scope(self.scope, connection_id=self.connection_id)
         session = self.scope.get("session")
         self.session_tag = session_tag(session)
-        if drain.is_draining():
-            # Refused before the socket opens (HTTP 403): nginx tries the next worker
-            # (proxy_next_upstream http_403), where an accepted socket would keep the client
-            # coming back to this one.
-            log_event("refused", connection=self.connection_id, reason="draining")
-            await self.close()
-            return
         await self.accept()
         refusal = self._count_in()
         if refusal is not None:
@@ -188,29 +148,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
         )
 
     def _count_in(self) -> str | None:
-        """Count this socket against the per-user and per-address caps; the reason if over."""
-        checks = [
-            (
-                limits.connections_per_user,
-                self.identity.member_id,
-                settings.RIPPLE_MAX_CONNECTIONS_PER_USER,
-                "user",
-            ),
-        ]
-        client = self.scope.get("client")
-        if client:
-            checks.append(
-                (
-                    limits.connections_per_address,
-                    str(client[0]),
-                    settings.RIPPLE_MAX_CONNECTIONS_PER_IP,
-                    "address",
-                )
-            )
-        for counter, key, cap, what in checks:
-            if not counter.try_add(key, cap):
-                return f"too_many_connections_per_{what}"
-            self.counted.append((counter, key))
+        """Count this socket against the per-user cap; the reason if over.
+
+        The per-address cap is the admission guard's (chat/admission.py), across every endpoint.
+        """
+        counter, key = limits.connections_per_user, self.identity.member_id
+        if not counter.try_add(key, settings.RIPPLE_MAX_CONNECTIONS_PER_USER):
+            return "too_many_connections_per_user"
+        self.counted.append((counter, key))
         return None
 
     def _count_out(self) -> None:
@@ -303,6 +248,16 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.closing = True
         await super().close(code=code, reason=reason)
 
+    async def websocket_receive(self, message: dict[str, Any]) -> None:
+        # A frame the server made for this client (SERVER_FRAME) spends none of its frame
+        # tokens and draws no flood strike: resuming 100 rooms is not a flood. Frames are
+        # handled one at a time, so the flag covers exactly this one.
+        self.from_server = bool(message.get(SERVER_FRAME))
+        try:
+            await super().websocket_receive(message)
+        finally:
+            self.from_server = False
+
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.closing:
             return
@@ -326,7 +281,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 problem = error
         # Every frame, valid or not, takes a token; a message also takes the socket's and the
         # user's message tokens. A refused frame is answered and dropped before any query.
-        wait = self.frame_bucket.take(now)
+        wait = 0.0 if self.from_server else self.frame_bucket.take(now)
         if wait == 0.0 and frame is not None and frame.type == protocol.MESSAGE:
             # Once a message is refused, later ones are refused until its retry time too: a
             # token freed meanwhile must not let message 3 in before the re-sent message 2.
@@ -356,7 +311,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def rate_limited(self, frame: protocol.Frame | None, wait_s: float, now: float) -> None:
         """Answer a frame over the rate limits; close a client that keeps sending them."""
-        if self.strikes.take(now) > 0.0:
+        if not self.from_server and self.strikes.take(now) > 0.0:
             stats.error("flooding")
             log_event("flooding", connection=self.connection_id, user=self.identity.name)
             await self.close(code=protocol.CLOSE_FLOODING)
@@ -407,7 +362,25 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 room=slug,
             )
         try:
-            room = await database_sync_to_async(services.room_get_or_create)(slug=slug)
+            # One query for a room that exists; only creating one is limited (docs/security.md).
+            found = await database_sync_to_async(selectors.room_find)(slug=slug)
+            if found is None:
+                if not services.room_creation_allowed(user=self.scope.get("user")):
+                    raise protocol.ProtocolError(
+                        protocol.ROOM_NOT_FOUND,
+                        f"{slug} does not exist, and only {settings.RIPPLE_ROOM_CREATION} may create rooms",
+                        ref=frame.ref,
+                        room=slug,
+                    )
+                now = time.monotonic()
+                wait_s = limits.take_all(self._room_creation_buckets(now), now)
+                if wait_s > 0.0:
+                    await self.rate_limited(frame, wait_s, now)
+                    return
+                found = await database_sync_to_async(services.room_get_or_create)(slug=slug)
+            room = found
+        except protocol.ProtocolError:
+            raise
         except Exception:
             logger.exception("subscribe to %s failed", slug)
             raise protocol.ProtocolError(
@@ -429,6 +402,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 since=frame.since,
                 ref=frame.ref,
                 member=self.identity.member,
+                private=room.private,
             )
         except Exception:
             logger.exception("subscribe to %s failed", slug)
@@ -437,6 +411,25 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 protocol.SERVER_ERROR, "could not subscribe; try again", ref=frame.ref, room=slug
             ) from None
         self.rooms[slug] = room
+
+    def _room_creation_buckets(self, now: float) -> tuple[limits.TokenBucket, ...]:
+        """The buckets a room creation takes from: the user's or guest session's (this socket's
+        without a session), and the client address's."""
+        rate_per_s = settings.RIPPLE_ROOM_CREATE_PER_MIN / 60
+        burst = settings.RIPPLE_ROOM_CREATE_BURST
+        key = f"u{self.identity.user_id}" if self.identity.user_id is not None else self.session_tag
+        if key:
+            buckets = [limits.room_creations_per_member.get(key, rate_per_s, burst, now)]
+        else:
+            # No cookie: a bucket of this socket's own, gone with it (keys would be free to make).
+            own: limits.TokenBucket | None = getattr(self, "room_creation_bucket", None)
+            if own is None:
+                own = self.room_creation_bucket = limits.TokenBucket(rate_per_s, burst, now)
+            buckets = [own]
+        client = self.scope.get("client")
+        if client:
+            buckets.append(limits.room_creations_per_address.get(str(client[0]), rate_per_s, burst, now))
+        return tuple(buckets)
 
     async def on_unsubscribe(self, frame: protocol.Frame) -> None:
         slug = frame.room
@@ -461,12 +454,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
             # Membership ended a moment ago; the hub is about to end the subscription too.
             raise protocol.ProtocolError(protocol.FORBIDDEN, f"{slug} is private: members only", **where)
         try:
-            posted = await database_sync_to_async(services.message_store)(
+            posted = await database_sync_to_async(services.message_accept)(
                 room=room,
                 author=self.identity.name,
                 user_id=self.identity.user_id,
                 body=body,
                 client_id=client_id,
+                author_key=self.identity.member_id,
             )
         except services.ClientIdConflict:
             raise protocol.ProtocolError(
@@ -475,6 +469,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
         except services.RoomClosed:
             raise protocol.ProtocolError(
                 protocol.ROOM_IS_CLOSED, f"{slug} was closed by a moderator", **where
+            ) from None
+        except services.MessageRejected as rejected:
+            # The validator's own words (docs/extending.md); the message was not stored.
+            raise protocol.ProtocolError(
+                protocol.MESSAGE_REJECTED, str(rejected) or "the message was rejected", **where
             ) from None
         except protocol.ProtocolError:
             raise
@@ -510,6 +509,24 @@ class ChatConsumer(AsyncWebsocketConsumer):
     }
 
 
+async def dispatch_without_db_hop(consumer: AsyncWebsocketConsumer, message: dict[str, Any]) -> None:
+    """Channels' dispatch without its stale-connection check before every frame and at the close.
+
+    database_sync_to_async already closes stale connections around each query, so the check is
+    a thread hop per frame for nothing; and a socket that never queries never touches the
+    database, so a test without the django_db mark passes even when an earlier test left a
+    persistent connection open in asgiref's thread (docs/testing.md).
+    """
+    if message["type"] == "websocket.disconnect":
+        # websocket_disconnect without its hop: these consumers join no channel-layer groups.
+        await consumer.disconnect(message.get("code", 1005))
+        raise StopConsumer()
+    handler = getattr(consumer, get_handler_name(message), None)
+    if handler is None:
+        raise ValueError(f"no handler for message type {message['type']}")
+    await handler(message)
+
+
 def _client_address(scope: dict[str, Any]) -> str | None:
     client = scope.get("client")
     return f"{client[0]}:{client[1]}" if client else None
@@ -519,6 +536,9 @@ class EchoConsumer(AsyncWebsocketConsumer):
     """The classic Node ``ws`` tutorial server: greets, then echoes with a suffix."""
 
     channel_layer_alias = NO_CHANNEL_LAYER
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        await dispatch_without_db_hop(self, message)
 
     async def connect(self) -> None:
         await self.accept()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import random
 import time
@@ -46,6 +47,8 @@ EVENT_DELETED = "room.deleted"
 EVENT_CLOSED = "room.closed"
 # A private room's members changed (or the room became private): re-check every subscriber.
 EVENT_ACCESS = "room.access"
+# A moderator deleted the room and its messages (services.room_delete): every subscriber leaves.
+EVENT_ROOM_DELETED = "room.removed"
 # Process-wide control events, sent to every hub through CONTROL_GROUP.
 CONTROL_GROUP = "ripple.control"
 EVENT_DISCONNECT_USER = "control.disconnect_user"
@@ -105,9 +108,12 @@ def presence_batch_s(members: int) -> float:
 class RoomStream:
     """One room as this process sees it: local subscribers and the ordered message stream."""
 
-    def __init__(self, slug: str, room_id: int) -> None:
+    def __init__(self, slug: str, room_id: int, *, private: bool = True) -> None:
         self.slug = slug
         self.room_id = room_id
+        # Whether the room is private, as its subscribers' Room rows (and room.access events)
+        # said: /metrics never names a private room (chat/metrics.py).
+        self.private = private
         self.subscribers: dict[Any, Subscription] = {}
         # The room's members across all processes, as last read and told to subscribers here.
         self.members: set[Member] = set()
@@ -168,8 +174,8 @@ class RoomHub:
         # Set when the last socket leaves, while a drain waits for that.
         self._emptied: asyncio.Event | None = None
         # The HTTP fallback streams here (chat/sse.py), by connection id: the session tag that
-        # opened each, and the queue its consumer reads client frames from.
-        self.streams: dict[str, tuple[str, asyncio.Queue[dict[str, Any]]]] = {}
+        # opened each, its secret token, and the queue its consumer reads client frames from.
+        self.streams: dict[str, tuple[str, str, asyncio.Queue[dict[str, Any]]]] = {}
 
     # Connections.
 
@@ -203,13 +209,25 @@ class RoomHub:
     # Subscribers.
 
     async def attach(
-        self, consumer: Any, *, slug: str, room_id: int, since: int | None, ref: Any, member: Member
+        self,
+        consumer: Any,
+        *,
+        slug: str,
+        room_id: int,
+        since: int | None,
+        ref: Any,
+        member: Member,
+        private: bool = True,
     ) -> None:
         """Send ``consumer`` the ``subscribed`` frame, then every later message of the room."""
         stream = self.rooms.get(slug)
         first = stream is None
         if stream is None:
-            stream = self.rooms[slug] = RoomStream(slug, room_id)
+            stream = self.rooms[slug] = RoomStream(slug, room_id, private=private)
+        else:
+            # Only ever made private here (a Room row read before the room became private
+            # must not undo a room.access event); made public again on the next join.
+            stream.private = stream.private or private
         stream.attaching += 1
         arrived = False
         try:
@@ -463,7 +481,10 @@ class RoomHub:
         current = await self.presence.members(stream.slug)
         joins, leaves = current - stream.members, stream.members - current
         stream.members = current
-        stats.presence_sizes[stream.slug] = len(current)
+        # Only while the stream is live: a read that lands after the room's last subscriber
+        # here left must not export the room again (it stayed on /metrics until the next join).
+        if self.rooms.get(stream.slug) is stream:
+            stats.room_members(stream.slug, members=len(current), private=stream.private)
         if not (joins or leaves) or not stream.subscribers:
             return
         event = {
@@ -528,7 +549,8 @@ class RoomHub:
                     await self.layer.group_discard(room_group(slug), self.channel)
                 except Exception:
                     logger.warning("leaving room %s failed", slug, exc_info=True)
-        stats.presence_sizes.pop(slug, None)
+        if slug not in self.rooms:  # not a new stream of the same room, joined meanwhile
+            stats.room_gone(slug)
         if not self.connections and not self.rooms:
             await self._stop()
 
@@ -607,6 +629,8 @@ class RoomHub:
             await self._closed(stream, event.get("reason", ""))
         elif kind == EVENT_ACCESS:
             await self._access_changed(stream)
+        elif kind == EVENT_ROOM_DELETED:
+            await self._room_deleted(stream)
 
     # Moderation.
 
@@ -626,9 +650,33 @@ class RoomHub:
             await self._depart(stream.slug, subscription.member)
         await self._maybe_leave(stream)
 
+    async def _room_deleted(self, stream: RoomStream) -> None:
+        """Send every subscriber here ``unsubscribed`` (room_deleted) and let go of the room."""
+        text = protocol.unsubscribed(room=stream.slug, ref=None, reason=protocol.REASON_ROOM_DELETED)
+        async with stream.lock:
+            await self._send_all(stream, text, protocol.UNSUBSCRIBED)
+            subscribers = list(stream.subscribers.items())
+            stream.subscribers.clear()
+            # Frames of the deleted room must not reach a new room of the same name.
+            stream.recent.clear()
+            stream.pending.clear()
+        for consumer, subscription in subscribers:
+            consumer.forget_room(stream.slug)
+            log_event(
+                "room_deleted",
+                connection=consumer.connection_id,
+                user=consumer.identity.name,
+                room=stream.slug,
+            )
+            await self._depart(stream.slug, subscription.member)
+        await self._maybe_leave(stream)
+
     async def _access_changed(self, stream: RoomStream) -> None:
         """Send away the subscribers the room no longer allows (chat/selectors.room_allows)."""
         private, members = await database_sync_to_async(selectors.room_member_ids)(room_id=stream.room_id)
+        stream.private = private
+        if self.rooms.get(stream.slug) is stream:
+            stats.room_members(stream.slug, members=len(stream.members), private=private)
         if not private:
             return
         text = protocol.unsubscribed(room=stream.slug, ref=None, reason=protocol.REASON_ACCESS_REVOKED)
@@ -682,11 +730,15 @@ class RoomHub:
         # Once a second at most: the dashboard report is per second by default.
         tick = min(1.0, tail_every, presence_every, report_every)
         now = time.monotonic()
-        tailed = presenced = refreshed = reported = now
+        audit_every = settings.RIPPLE_ACCESS_RECHECK_S
+        tailed = presenced = refreshed = reported = audited = now
         while True:
             await asyncio.sleep(tick)
             await self._check_health()
             now = time.monotonic()
+            if now - audited >= audit_every - tick / 2:
+                audited = now
+                await self._audit_access()
             if now - reported >= report_every - tick / 2:
                 reported = now
                 await self._report()
@@ -707,12 +759,38 @@ class RoomHub:
                     except Exception:
                         logger.warning("refreshing room %s failed", slug, exc_info=True)
 
+    async def _audit_access(self) -> None:
+        """Re-check who may stay in private rooms, whatever changed them.
+
+        Model signals (chat/signals.py) end subscriptions at once when a membership or a room
+        changes through the ORM; a change no signal sees (``QuerySet.update``, raw SQL, another
+        client of the database) is caught here within ``RIPPLE_ACCESS_RECHECK_S``. One query for
+        every room with subscribers here, then one per private room.
+        """
+        streams = [stream for stream in self.rooms.values() if stream.subscribers]
+        if not streams:
+            return
+        try:
+            private = await database_sync_to_async(selectors.private_room_ids)(
+                room_ids=[stream.room_id for stream in streams]
+            )
+            for stream in streams:
+                if stream.room_id in private or stream.private:
+                    await self._access_changed(stream)
+        except Exception:
+            logger.warning("re-checking private rooms' subscribers failed", exc_info=True)
+
     def _connection_frame(self, event: dict[str, Any]) -> None:
         """Hand a POSTed frame to its fallback stream's consumer, if that stream is here."""
         found = self.streams.get(event["connection"])
-        # Only from the session that opened the stream (its id alone is not enough).
-        if found is not None and found[0] == event["session"]:
-            found[1].put_nowait({"type": "websocket.receive", "text": event["text"]})
+        if found is None:
+            return
+        session, token, inbox = found
+        # Only from the session that opened the stream and with the stream's own token: its id
+        # alone is not enough, nor is an empty session tag, which every cookie-less client has.
+        sent = str(event.get("token") or "").encode()
+        if session == event["session"] and hmac.compare_digest(token.encode(), sent):
+            inbox.put_nowait({"type": "websocket.receive", "text": event["text"]})
 
     async def drain(self, window_s: float) -> None:
         """Close every socket here with 4512, at random moments spread over ``window_s``.
@@ -836,8 +914,14 @@ def connection_group(connection_id: str) -> str:
     return f"ripple.conn.{connection_id}"
 
 
-async def connection_frame(connection_id: str, *, session: str, text: str) -> None:
+async def connection_frame(connection_id: str, *, session: str, token: str, text: str) -> None:
     await get_channel_layer().group_send(
         connection_group(connection_id),
-        {"type": EVENT_CONNECTION_FRAME, "connection": connection_id, "session": session, "text": text},
+        {
+            "type": EVENT_CONNECTION_FRAME,
+            "connection": connection_id,
+            "session": session,
+            "token": token,
+            "text": text,
+        },
     )

@@ -12,10 +12,23 @@ from typing import Any
 from channels.db import database_sync_to_async
 from django.conf import settings
 
+from . import names
 from .presence import Member
 
 GUEST_NAME_KEY = "ripple_guest_name"
 GUEST_NAME_RE = re.compile(r"[\w .'-]{1,32}")
+GUEST_NAME_FORMAT = "Use 1-32 letters, digits, spaces, dots, dashes or apostrophes."
+GUEST_NAME_TAKEN = (
+    "That name is taken (or too close to a registered user's or a reserved name); pick another."
+)
+
+
+class GuestNameRefused(ValueError):
+    """A guest name that may not be used; ``message`` says why, for the name form."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,12 +49,31 @@ def _opaque(value: str) -> str:
     return hmac.new(settings.SECRET_KEY.encode(), value.encode(), hashlib.sha256).hexdigest()[:16]
 
 
-def clean_guest_name(raw: str) -> str | None:
-    """A display name a guest may use, or None."""
+def check_guest_name(raw: str) -> str:
+    """The display name a guest asked for, cleaned, or raise ``GuestNameRefused``.
+
+    Refused: anything but letters, digits, spaces, dots, dashes and apostrophes, and any name
+    that could pass for a registered user's or a reserved one (chat.names). One indexed query.
+    """
     name = " ".join(raw.split())
     if not GUEST_NAME_RE.fullmatch(name):
-        return None
+        raise GuestNameRefused(GUEST_NAME_FORMAT)
+    if names.is_taken(name):
+        raise GuestNameRefused(GUEST_NAME_TAKEN)
     return name
+
+
+def clean_guest_name(raw: str) -> str | None:
+    """A display name a guest may use, or None."""
+    try:
+        return check_guest_name(raw)
+    except GuestNameRefused:
+        return None
+
+
+def guest_name_usable(name: object) -> bool:
+    """A name kept in a session may still be used: a user may have registered it since."""
+    return isinstance(name, str) and bool(name) and not names.is_taken(name)
 
 
 def generated_guest_name() -> str:
@@ -53,7 +85,8 @@ def identity_from_request(request: Any) -> Identity | None:
     if user.is_authenticated:
         return Identity(name=user.get_username(), user_id=user.pk, member_id=f"u{user.pk}")
     name = request.session.get(GUEST_NAME_KEY)
-    if not name:
+    if not guest_name_usable(name):
+        # None makes the page ask for a name again.
         return None
     return Identity(name=name, user_id=None, member_id=f"g{_opaque(request.session.session_key or '')}")
 
@@ -65,10 +98,20 @@ async def identity_from_scope(scope: dict[str, Any], *, connection_id: str) -> I
         return Identity(name=user.get_username(), user_id=user.pk, member_id=f"u{user.pk}")
     session = scope.get("session")
     if session is not None:
-        name = await database_sync_to_async(session.get)(GUEST_NAME_KEY)
-        if name and session.session_key:
-            return Identity(name=name, user_id=None, member_id=f"g{_opaque(session.session_key)}")
+        name, key = await database_sync_to_async(_session_guest)(session)
+        if key:
+            # A name taken since it was chosen is not used: the guest keeps their identity
+            # (and the client_ids they sent) under a generated name.
+            return Identity(name=name or generated_guest_name(), user_id=None, member_id=f"g{_opaque(key)}")
     return Identity(name=generated_guest_name(), user_id=None, member_id=f"c{connection_id[:15]}")
+
+
+def _session_guest(session: Any) -> tuple[str | None, str | None]:
+    """(the session's guest name if still usable, the session key); one thread hop for both."""
+    name = session.get(GUEST_NAME_KEY)
+    if not name:
+        return None, None
+    return (name if guest_name_usable(name) else None), session.session_key
 
 
 def session_tag(session: Any) -> str:

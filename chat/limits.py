@@ -7,7 +7,7 @@ enforces its share without a Redis round trip on every frame.
 from __future__ import annotations
 
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from typing import Any
 
 
@@ -71,6 +71,44 @@ class SharedBuckets:
             self._buckets[key] = (found[0], found[1] - 1)
 
 
+class ExpiringBuckets:
+    """One bucket per key (a session, a client address), at most ``max_keys`` of them.
+
+    A bucket that has refilled holds nothing a new one would not, so it can be forgotten: past
+    ``max_keys`` the full ones go first, then the least recently used down to nine tenths of
+    the bound (one sweep pays for many inserts). Forgetting a bucket that is not full gives its
+    key a fresh burst: the price of a bound on memory when keys are cheap to make.
+    """
+
+    def __init__(self, max_keys: int = 10_000) -> None:
+        self.max_keys = max_keys
+        # Least recently used first.
+        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+
+    def get(self, key: str, rate: float, burst: int, now: float) -> TokenBucket:
+        """The key's bucket, made full when the key is new (or was forgotten)."""
+        bucket = self._buckets.get(key)
+        if bucket is not None:
+            self._buckets.move_to_end(key)
+            return bucket
+        bucket = self._buckets[key] = TokenBucket(rate, burst, now)
+        if len(self._buckets) > self.max_keys:
+            self._shrink(now)
+        return bucket
+
+    def _shrink(self, now: float) -> None:
+        newest = next(reversed(self._buckets))
+        for key, bucket in list(self._buckets.items()):
+            if key != newest and bucket.wait_s(now) == 0.0 and bucket.tokens >= bucket.burst:
+                del self._buckets[key]
+        keep = max(1, self.max_keys * 9 // 10)
+        while len(self._buckets) > keep:
+            self._buckets.popitem(last=False)
+
+    def size(self) -> int:
+        return len(self._buckets)
+
+
 class ConnectionCounter:
     """Open sockets per key (user, client address) in this process, against a cap."""
 
@@ -96,6 +134,9 @@ class ConnectionCounter:
 user_message_buckets = SharedBuckets()
 connections_per_user = ConnectionCounter()
 connections_per_address = ConnectionCounter()
+# Rooms created by subscribing (chat/consumers.py): per user or guest session, and per address.
+room_creations_per_member = ExpiringBuckets()
+room_creations_per_address = ExpiringBuckets()
 
 
 def outbound_gauge(send: Any) -> Any:
@@ -113,15 +154,54 @@ def outbound_gauge(send: Any) -> Any:
         return None
 
     def buffered() -> int:
-        total = 0
-        transport = protocol.transport
-        for _ in range(4):  # TLS wraps the TCP transport once; stop at a sane depth
-            if transport is None:
-                break
-            data = getattr(transport, "dataBuffer", None)
-            if data is not None:
-                total += len(data) - getattr(transport, "offset", 0) + getattr(transport, "_tempDataLen", 0)
-            transport = getattr(transport, "transport", None)
-        return total
+        return transport_backlog_bytes(protocol.transport)
 
     return buffered
+
+
+def transport_backlog_bytes(transport: Any) -> int:
+    """Bytes written to a Twisted transport (and the ones it wraps) not yet taken by the kernel."""
+    total = 0
+    for _ in range(4):  # TLS wraps the TCP transport once; stop at a sane depth
+        if transport is None:
+            break
+        data = getattr(transport, "dataBuffer", None)
+        if data is not None:
+            total += len(data) - getattr(transport, "offset", 0) + getattr(transport, "_tempDataLen", 0)
+        transport = getattr(transport, "transport", None)
+    return total
+
+
+class KeyedBuckets:
+    """One token bucket per key (a client address), at most ``max_keys`` of them.
+
+    The least recently used key is dropped first, so a stream of new keys costs bounded memory;
+    a dropped key starts again with a full bucket, which is no more than a new key gets.
+    """
+
+    def __init__(self, *, max_keys: int) -> None:
+        self.max_keys = max_keys
+        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+
+    def take(self, key: str, rate: float, burst: int, now: float) -> float:
+        """Take a token from ``key``'s bucket: 0.0, or the seconds to wait (nothing taken)."""
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = TokenBucket(rate, burst, now)
+            if len(self._buckets) > self.max_keys:
+                self._buckets.popitem(last=False)
+        else:
+            self._buckets.move_to_end(key)
+        return bucket.take(now)
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+
+def abort_connection(send: Any) -> None:
+    """Cut the TCP connection behind a daphne ``send`` at once (a peer that stopped reading)."""
+    args = getattr(send, "args", ())
+    transport = getattr(args[0], "transport", None) if args else None
+    abort = getattr(transport, "abortConnection", None)
+    if abort is not None:
+        abort()

@@ -1,18 +1,24 @@
 """Prometheus metrics for /metrics, read from ``chat.stats.stats`` at scrape time.
 
 The hot path only bumps plain counters in ``chat.stats``; nothing here runs until a scrape.
-The collector is registered on a registry of its own, so the default one (with whatever a
-library registers there) is not exported, and tests can build a collector over any stats.
+The registry is Ripple's own: the standard ``process_*``, ``python_info`` and ``python_gc_*``
+collectors plus ``RippleCollector``, and nothing a library may register on the default one;
+tests can build a collector over any stats.
 
 Label values are bounded: close codes and error codes come from ``chat.protocol``, frame
-types are the protocol's (plus ``binary`` and ``invalid``), and ``room`` covers only rooms
-with a subscriber on this process.
+types are the protocol's (plus ``binary`` and ``invalid``), and ``room`` names at most
+``RIPPLE_METRICS_MAX_ROOMS`` public rooms (the most members first) with a subscriber on this
+process; every other room, and every private one, is only in the ``room="_other"`` sum (no
+slug starts with ``_``). A room leaves the export when its last subscriber here leaves.
 """
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Iterator
 
+from django.conf import settings
+from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
@@ -25,6 +31,9 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from . import stats as stats_module
 from .stats import LATENCY_BUCKETS_S, ProcessStats
 
+# The ``room`` label of everything not named: room slugs start with [a-z0-9] (protocol.ROOM_SLUG_RE).
+OTHER_ROOMS = "_other"
+
 
 def _current_stats() -> ProcessStats:
     return stats_module.stats
@@ -33,8 +42,12 @@ def _current_stats() -> ProcessStats:
 class RippleCollector(Collector):
     """Turns a ``ProcessStats`` into metric families, one pass per scrape."""
 
-    def __init__(self, source: Callable[[], ProcessStats] = _current_stats) -> None:
+    def __init__(
+        self, source: Callable[[], ProcessStats] = _current_stats, *, max_rooms: int | None = None
+    ) -> None:
         self.source = source
+        # None: RIPPLE_METRICS_MAX_ROOMS, read at each scrape.
+        self.max_rooms = max_rooms
 
     def collect(self) -> Iterator[Metric]:
         current = self.source()
@@ -98,20 +111,39 @@ class RippleCollector(Collector):
             sum_value=current.latency_sum_s,
         )
 
+        yield from self._rooms(current)
+
+    def _rooms(self, current: ProcessStats) -> Iterator[Metric]:
+        max_rooms = settings.RIPPLE_METRICS_MAX_ROOMS if self.max_rooms is None else self.max_rooms
+        # The scrape runs on the event loop: pick the top N without sorting every room.
+        public = heapq.nsmallest(
+            max_rooms,
+            (
+                (slug, count)
+                for slug, count in current.presence_sizes.items()
+                if slug not in current.private_rooms
+            ),
+            key=lambda item: (-item[1], item[0]),
+        )
+        named = [(slug, count) for slug, count in public if count > 0]
         members = GaugeMetricFamily(
             "ripple_presence_members",
-            "Members in each room with a subscriber on this process (counted across processes).",
+            "Members (across processes) of the public rooms with the most members among those with a"
+            ' subscriber on this process; room="_other" sums every other room, private ones included.',
             labels=["room"],
         )
-        for room, count in sorted(current.presence_sizes.items()):
-            members.add_metric([room], count)
+        for slug, count in named:
+            members.add_metric([slug], count)
+        members.add_metric([OTHER_ROOMS], sum(current.presence_sizes.values()) - sum(c for _, c in named))
         yield members
 
-        yield GaugeMetricFamily(
-            "ripple_process_start_time_seconds",
-            "Start time of this process since the Unix epoch, in seconds.",
-            value=current.started_at,
+        rooms = GaugeMetricFamily(
+            "ripple_presence_rooms", "Rooms with a subscriber on this process.", labels=["visibility"]
         )
+        private = sum(1 for slug in current.presence_sizes if slug in current.private_rooms)
+        rooms.add_metric(["public"], len(current.presence_sizes) - private)
+        rooms.add_metric(["private"], private)
+        yield rooms
 
 
 def _bound(seconds: float) -> str:
@@ -120,6 +152,10 @@ def _bound(seconds: float) -> str:
 
 
 registry = CollectorRegistry(auto_describe=False)
+# process_* (CPU, memory, open files, start time) from /proc, python_info, python_gc_*.
+ProcessCollector(registry=registry)
+PlatformCollector(registry=registry)
+GCCollector(registry=registry)
 registry.register(RippleCollector())
 
 

@@ -40,6 +40,11 @@ class Message(models.Model):
     system = models.BooleanField(default=False)
     # Soft delete: the row keeps its seq (resume stays gap-free) but its body is never sent again.
     deleted_at = models.DateTimeField(null=True, blank=True)
+    # Who sent it, as identity.Identity.member_id ("u<id>", "g<opaque session>", "c<socket>")
+    # or "system": a re-send of its client_id is a duplicate only from the same key.
+    # Null on rows stored before the column existed; nullable also keeps adding the column a
+    # metadata change instead of a copy of the table (SQLite).
+    author_key = models.CharField(max_length=40, null=True, blank=True)  # noqa: DJ001
 
     class Meta:
         ordering = ["room", "seq"]
@@ -52,6 +57,16 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.room.slug}#{self.seq} {self.author}"
+
+    @property
+    def author_kind(self) -> str:
+        """Who stands behind ``author``: "system", "user" or "guest" (sent as author_kind)."""
+        if self.system:
+            return "system"
+        # A user deleted since leaves user_id null but their key.
+        if self.user_id is not None or (self.author_key or "").startswith("u"):
+            return "user"
+        return "guest"
 
 
 class RoomMembership(models.Model):
@@ -68,3 +83,16 @@ class RoomMembership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} in {self.room}"
+
+
+class NameClaim(models.Model):
+    """A registered username's skeleton (chat.names): guests may not take a look-alike of it."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, primary_key=True, on_delete=models.CASCADE, related_name="+"
+    )
+    # Indexed, not unique: usernames are case-sensitive, so "ann" and "Ann" share a skeleton.
+    skeleton = models.CharField(max_length=255, db_index=True)
+
+    def __str__(self) -> str:
+        return self.skeleton

@@ -1,12 +1,17 @@
 """Operations endpoints: Prometheus metrics, readiness, and the staff dashboard page.
 
-``/metrics`` and ``/readyz`` need no login: serve them on an internal network only (nginx:
-``location = /metrics { allow 10.0.0.0/8; deny all; }`` or a port the internet cannot reach).
+``/metrics`` and ``/readyz`` need no login, but answer only clients in ``RIPPLE_METRICS_ALLOW``
+(loopback and the private ranges by default) and 404 to anyone else; the shipped nginx configs
+refuse them from the public side too, so Prometheus scrapes each worker directly
+(docs/cluster.md). ``/healthz`` stays public.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import ipaddress
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -14,7 +19,7 @@ from django.conf import settings
 from django.contrib.admin import site as admin_site
 from django.contrib.admin.views.decorators import staff_member_required
 from django.db import connection
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
@@ -26,7 +31,42 @@ from . import metrics as metrics_module
 DATABASE_TIMEOUT_S = 2.0
 
 
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@functools.lru_cache(maxsize=4)
+def _networks(allowed: tuple[str, ...]) -> tuple[IPNetwork, ...]:
+    return tuple(ipaddress.ip_network(network, strict=False) for network in allowed)
+
+
+def client_allowed(address: str | None) -> bool:
+    """Whether the client address (daphne --proxy-headers: nginx's X-Forwarded-For) is internal."""
+    try:
+        ip = ipaddress.ip_address((address or "").split("%")[0])
+    except ValueError:
+        return False  # no address (a Unix socket) or not one: refuse
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip in network for network in _networks(tuple(settings.RIPPLE_METRICS_ALLOW)))
+
+
+AsyncView = Callable[[HttpRequest], Coroutine[Any, Any, HttpResponse]]
+
+
+def internal_only(view: AsyncView) -> AsyncView:
+    """404 unless the client is in RIPPLE_METRICS_ALLOW: from outside, the endpoint is not there."""
+
+    @functools.wraps(view)
+    async def guarded(request: HttpRequest) -> HttpResponse:
+        if not client_allowed(request.META.get("REMOTE_ADDR")):
+            raise Http404()
+        return await view(request)
+
+    return guarded
+
+
 @require_GET
+@internal_only
 async def metrics(request: HttpRequest) -> HttpResponse:
     """This process's counters in the Prometheus text format (OpenMetrics when asked for)."""
     # An async view runs on the event loop that owns the counters, so a scrape never reads
@@ -70,7 +110,8 @@ async def _check_channel_layer() -> str:
 
 
 @require_GET
-async def readyz(request: HttpRequest) -> JsonResponse:
+@internal_only
+async def readyz(request: HttpRequest) -> HttpResponse:
     """200 when the database and the channel layer answer; 503 naming the one that does not."""
     database, channel_layer = await asyncio.gather(_check_database(), _check_channel_layer())
     draining = drain.is_draining()

@@ -1,12 +1,14 @@
-"""Which pages may open a socket (and post to the HTTP fallback) with this site's cookies.
+"""Which pages may open a socket (and use the HTTP fallback) with this site's cookies.
 
 A browser sends the page's ``Origin`` with every WebSocket handshake, and cookies go along
 whatever the page: without this check any site could open a socket as the logged-in user
 (cross-site WebSocket hijacking). ``RIPPLE_ALLOWED_ORIGINS`` lists the origins exactly
-(``https://chat.example.com``, scheme and port included); empty, any origin whose host is in
-``ALLOWED_HOSTS`` passes (Channels' ``AllowedHostsOriginValidator``). A handshake with no
-``Origin`` is refused too. Refusals are answered with HTTP 403 before the socket opens (the
-page sees a close with 1006) and logged as ``refused`` events.
+(``https://chat.example.com``, scheme and port included). Empty, the only origin allowed is the
+site's own, exactly as the request reached it: the scheme (https when ``DJANGO_HTTPS``), the
+``Host`` header's host (which must be in ``ALLOWED_HOSTS``) and its port. A page served from
+another port or scheme of the same host is another origin, as browsers define it. A handshake
+with no ``Origin`` is refused too. The admission guard (chat/admission.py) applies this to every
+real-time entry point and answers refusals before a socket opens.
 """
 
 from __future__ import annotations
@@ -14,10 +16,8 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from channels.security.websocket import AllowedHostsOriginValidator, WebsocketDenier
 from django.conf import settings
-
-from .logs import log_event
+from django.http.request import split_domain_port, validate_host
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -34,17 +34,6 @@ def normalized(origin: str) -> tuple[str, str, int] | None:
     return parts.scheme, parts.hostname, port or DEFAULT_PORTS[parts.scheme]
 
 
-def origin_allowed(origin: str | None) -> bool:
-    """Whether a request from a page at ``origin`` may act with the user's cookies."""
-    if not origin:
-        return False
-    if settings.RIPPLE_ALLOWED_ORIGINS:
-        found = normalized(origin)
-        return found is not None and any(found == normalized(o) for o in settings.RIPPLE_ALLOWED_ORIGINS)
-    checker = AllowedHostsOriginValidator(None)
-    return bool(checker.valid_origin(urlsplit(origin)))
-
-
 def header(scope: dict[str, Any], name: bytes) -> str | None:
     """A request header from an ASGI scope (``name`` in lower case), or None."""
     for key, value in scope.get("headers", []):
@@ -53,18 +42,27 @@ def header(scope: dict[str, Any], name: bytes) -> str | None:
     return None
 
 
-class OriginGuard:
-    """ASGI middleware for WebSocket routes: refuse handshakes from origins not allowed."""
+def own_origin(scope: dict[str, Any]) -> tuple[str, str, int] | None:
+    """The site's own origin as this request reached it, or None for a host not allowed."""
+    domain, port = split_domain_port(header(scope, b"host") or "")
+    if not domain or not validate_host(domain, settings.ALLOWED_HOSTS):
+        return None
+    if getattr(settings, "DJANGO_HTTPS", False) or scope.get("scheme") in ("https", "wss"):
+        scheme = "https"
+    else:
+        scheme = "http"
+    if port and not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+        return None
+    return scheme, domain.strip("[]"), int(port) if port else DEFAULT_PORTS[scheme]
 
-    def __init__(self, application: Any) -> None:
-        self.application = application
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
-        origin = header(scope, b"origin")
-        if origin_allowed(origin):
-            return await self.application(scope, receive, send)
-        client = scope.get("client")
-        log_event(
-            "refused", reason="origin", origin=origin, client=f"{client[0]}:{client[1]}" if client else None
-        )
-        return await WebsocketDenier()(scope, receive, send)
+def origin_allowed(origin: str | None, scope: dict[str, Any]) -> bool:
+    """Whether a request (``scope``) from a page at ``origin`` may act with the user's cookies."""
+    if not origin:
+        return False
+    found = normalized(origin)
+    if found is None:
+        return False
+    if settings.RIPPLE_ALLOWED_ORIGINS:
+        return any(found == normalized(allowed) for allowed in settings.RIPPLE_ALLOWED_ORIGINS)
+    return found == own_origin(scope)

@@ -9,6 +9,7 @@ Client -> server
     subscribe    room, since?                -> subscribed {room, messages, last_seq, complete}
     unsubscribe  room                        -> unsubscribed {room}
     message      room, body, client_id       -> ack {room, client_id, seq, sent_at, duplicate}
+                                             (or error message_rejected: a validator refused it)
     (every client frame may carry ``ref``, copied into the direct reply)
 
 Server -> client
@@ -17,11 +18,12 @@ Server -> client
     pong         t, ref
     ping         t
     subscribed   room, messages, last_seq, complete, members, ref
-    unsubscribed room, ref [, reason]        (reason: the server ended it, e.g. access_revoked)
-    message      room, seq, author, body, sent_at, client_id
+    unsubscribed room, ref [, reason]        (reason: the server ended it: access_revoked, room_deleted)
+    message      room, seq, author, author_kind, body, sent_at, client_id
+                 (author_kind: user | guest | system)
     ack          room, client_id, seq, sent_at, duplicate, ref
     error        code, message, ref [, room, client_id, field, retry_after_ms]
-    presence     room, joins, leaves        (members as {id, name})
+    presence     room, joins, leaves        (members as {id, name, kind}; kind: user | guest)
     deleted      room, seqs                 (a moderator deleted these messages)
     room_closed  room, reason               (a moderator closed the room; no longer subscribed)
 
@@ -32,6 +34,7 @@ Close codes
     4403  disconnected by a moderator: do not reconnect
     4408  heartbeat timeout: nothing heard for interval + timeout
     4409  too many sockets for this user or address: do not reconnect
+    4413  frame too large for an endpoint with no error frames (echo, dashboard): do not resend it
     4429  flooding after rate_limited errors: do not reconnect
     4503  try again later: the channel layer (Redis) is away
     4509  too slow: the client stopped reading past the outbound limit
@@ -69,6 +72,12 @@ PRESENCE = "presence"
 DELETED = "deleted"
 ROOM_CLOSED = "room_closed"
 
+# ``message.author_kind`` (and ``kind`` of a presence member, user or guest): who stands
+# behind a name. Only the operators post as system (Message.system).
+AUTHOR_USER = "user"
+AUTHOR_GUEST = "guest"
+AUTHOR_SYSTEM = "system"
+
 # Close codes. 4400-4499 (except 4408): do not reconnect. 4500-4599: reconnect (with backoff;
 # 4512 right away, after a random delay).
 CLOSE_NORMAL = 1000
@@ -76,6 +85,7 @@ CLOSE_SESSION_ENDED = 4401
 CLOSE_DISCONNECTED_BY_MODERATOR = 4403
 CLOSE_HEARTBEAT_TIMEOUT = 4408
 CLOSE_TOO_MANY_CONNECTIONS = 4409
+CLOSE_FRAME_TOO_LARGE = 4413
 CLOSE_FLOODING = 4429
 CLOSE_TRY_AGAIN_LATER = 4503
 CLOSE_TOO_SLOW = 4509
@@ -101,8 +111,14 @@ SERVER_ERROR = "server_error"
 ROOM_IS_CLOSED = "room_closed"
 RATE_LIMITED = "rate_limited"
 FORBIDDEN = "forbidden"
+# ``subscribe`` to a room that does not exist, from a visitor RIPPLE_ROOM_CREATION does not let create it.
+ROOM_NOT_FOUND = "room_not_found"
+# ``message`` refused by a RIPPLE_MESSAGE_VALIDATORS hook (chat.services.MessageRejected); not stored.
+MESSAGE_REJECTED = "message_rejected"
 # ``unsubscribed.reason`` when the server ends a subscription: membership of a private room lost.
 REASON_ACCESS_REVOKED = "access_revoked"
+# ``unsubscribed.reason``: a moderator deleted the room and its messages.
+REASON_ROOM_DELETED = "room_deleted"
 ERROR_CODES = frozenset(
     {
         INVALID_JSON,
@@ -124,6 +140,8 @@ ERROR_CODES = frozenset(
         ROOM_IS_CLOSED,
         RATE_LIMITED,
         FORBIDDEN,
+        ROOM_NOT_FOUND,
+        MESSAGE_REJECTED,
     }
 )
 
@@ -326,16 +344,19 @@ def message_payload(
     client_id: str,
     system: bool = False,
     deleted: bool = False,
+    author_kind: str = AUTHOR_GUEST,
 ) -> dict[str, Any]:
     """The ``message`` frame as a dict; also the element of ``subscribed.messages``.
 
-    A deleted message keeps its place (``seq``) but loses its author and body.
+    A deleted message keeps its place (``seq``) but loses its author and body. ``author_kind``
+    defaults to guest, the kind that claims least; a system message is always system.
     """
     payload: dict[str, Any] = {
         "type": MESSAGE,
         "room": room,
         "seq": seq,
         "author": "" if deleted else author,
+        "author_kind": AUTHOR_SYSTEM if system else author_kind,
         "body": "" if deleted else body,
         "sent_at": iso_ms(sent_at),
         "client_id": client_id,

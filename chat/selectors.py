@@ -31,6 +31,7 @@ def message_payloads(messages: QuerySet[Message] | list[Message], room_slug: str
             client_id=message.client_id,
             system=message.system,
             deleted=message.deleted_at is not None,
+            author_kind=message.author_kind,
         )
         for message in messages
     ]
@@ -89,11 +90,19 @@ def room_last_seqs(*, room_ids: list[int]) -> dict[int, int]:
 
 
 def room_list_active(*, user_id: int | None = None, limit: int = 100) -> QuerySet[Room]:
-    """Rooms with the most recent activity first: public ones, and private ones ``user_id`` is in."""
-    visible = Q(private=False)
+    """Rooms with the most recent activity first: public ones, and private ones ``user_id`` is in.
+
+    A public room is listed once it has a message or a title (set only in the admin or from
+    code): rooms that anyone can create by subscribing do not fill the list while empty.
+    """
+    visible = Q(private=False) & (Q(last_seq__gt=0) | ~Q(title=""))
     if user_id is not None:
         visible |= Q(memberships__user_id=user_id)
     return Room.objects.filter(visible).distinct().order_by("-last_message_at", "slug")[:limit]
+
+
+def room_find(*, slug: str) -> Room | None:
+    return Room.objects.filter(slug=slug).first()
 
 
 def message_list_recent(*, room: Room, limit: int) -> list[Message]:
@@ -115,3 +124,8 @@ def room_member_ids(*, room_id: int) -> tuple[bool, set[int]]:
     if not private:
         return False, set()
     return True, set(RoomMembership.objects.filter(room_id=room_id).values_list("user_id", flat=True))
+
+
+def private_room_ids(*, room_ids: list[int]) -> set[int]:
+    """Which of ``room_ids`` are private now."""
+    return set(Room.objects.filter(pk__in=room_ids, private=True).values_list("pk", flat=True))

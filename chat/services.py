@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import functools
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
 from django.conf import settings
+from django.core.signals import setting_changed
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Field
+from django.dispatch import receiver
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
 from . import hub, protocol, selectors
 from .models import Message, Room
@@ -23,6 +29,10 @@ class ClientIdConflict(Exception):
 
 class RoomClosed(Exception):
     """A moderator closed the room."""
+
+
+class MessageRejected(Exception):
+    """A RIPPLE_MESSAGE_VALIDATORS callable refused a message; ``str(error)`` says why."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,15 +58,36 @@ def room_get_or_create(*, slug: str, title: str = "") -> Room:
     return room
 
 
+def room_creation_allowed(*, user: Any) -> bool:
+    """Whether RIPPLE_ROOM_CREATION lets ``user`` (None or anonymous: a guest) create a room."""
+    policy = settings.RIPPLE_ROOM_CREATION
+    if policy == "anyone":
+        return True
+    if user is None or not user.is_authenticated:
+        return False
+    return policy == "users" or bool(user.is_staff)
+
+
 def message_store(
-    *, room: Room, author: str, user_id: int | None, body: str, client_id: str, system: bool = False
+    *,
+    room: Room,
+    author: str,
+    user_id: int | None,
+    body: str,
+    client_id: str,
+    system: bool = False,
+    author_key: str | None = None,
 ) -> Posted:
     """Store one message with the room's next sequence number, or find the earlier copy.
 
     The hot path is two statements in one transaction: take the next ``seq`` and insert. A
     re-send (same ``client_id``) fails the insert on the unique ``(room, client_id)`` index; the
-    transaction rolls back, ``seq`` included, and the earlier copy is returned.
+    transaction rolls back, ``seq`` included, and the earlier copy is returned, but only to the
+    same ``author_key`` (identity.Identity.member_id; "system" for the operators; ``u<id>`` when
+    only ``user_id`` is given): anyone else gets ``ClientIdConflict``, whatever name they use.
     """
+    if author_key is None:
+        author_key = "system" if system else (f"u{user_id}" if user_id is not None else None)
     protocol.check_body(
         body, max_body_chars=settings.RIPPLE_MAX_BODY_CHARS, room=room.slug, client_id=client_id
     )
@@ -77,6 +108,7 @@ def message_store(
                 client_id=client_id,
                 sent_at=now,
                 system=system,
+                author_key=author_key,
             )
         return Posted(message=message, created=True, room_slug=room.slug)
     except (IntegrityError, RoomClosed):
@@ -84,9 +116,23 @@ def message_store(
         earlier = _message_by_client_id(room, client_id)
         if earlier is None:
             raise
-    if earlier.author != author or earlier.user_id != user_id:
+    if not _same_sender(earlier, author_key=author_key, author=author, user_id=user_id):
         raise ClientIdConflict(client_id)
     return Posted(message=earlier, created=False, room_slug=room.slug)
+
+
+def _same_sender(earlier: Message, *, author_key: str | None, author: str, user_id: int | None) -> bool:
+    """Whether ``earlier`` was sent by the identity now re-sending its client_id."""
+    earlier_key = earlier.author_key
+    if earlier_key is None and earlier.user_id is not None:
+        earlier_key = f"u{earlier.user_id}"  # a row from before author_key
+    elif earlier_key is None and earlier.system:
+        earlier_key = "system"
+    if author_key is None and earlier_key is None:
+        # A caller that knows no identity (a script, a test) re-sending a keyless guest row:
+        # only the name is left to compare.
+        return earlier.author == author and earlier.user_id == user_id
+    return author_key == earlier_key
 
 
 def _take_next_seq(room_id: int, now: datetime) -> int | None:
@@ -145,11 +191,74 @@ def message_post(
     system: bool = False,
 ) -> Posted:
     """Store a message and fan it out to the room; for views, admin actions and commands."""
-    posted = message_store(
+    posted = message_accept(
         room=room, author=author, user_id=user_id, body=body, client_id=client_id, system=system
     )
     async_to_sync(message_publish)(posted)
     return posted
+
+
+async def amessage_post(
+    *,
+    room: Room,
+    author: str,
+    body: str,
+    client_id: str,
+    user_id: int | None = None,
+    system: bool = False,
+) -> Posted:
+    """``message_post`` for async callers: the database work in a thread, the publish awaited."""
+    posted = await database_sync_to_async(message_accept)(
+        room=room, author=author, user_id=user_id, body=body, client_id=client_id, system=system
+    )
+    await message_publish(posted)
+    return posted
+
+
+# Message validation (RIPPLE_MESSAGE_VALIDATORS, docs/extending.md).
+
+MessageValidator = Callable[[str, str, str], None]
+
+
+def message_accept(
+    *,
+    room: Room,
+    author: str,
+    user_id: int | None,
+    body: str,
+    client_id: str,
+    system: bool = False,
+    author_key: str | None = None,
+) -> Posted:
+    """Run the message validators, then ``message_store``; the socket and both posts come here.
+
+    System messages (announcements by staff) skip the validators.
+    """
+    if not system:
+        for validator in message_validators():
+            validator(room.slug, author, body)
+    return message_store(
+        room=room,
+        author=author,
+        user_id=user_id,
+        body=body,
+        client_id=client_id,
+        system=system,
+        author_key=author_key,
+    )
+
+
+@functools.cache
+def message_validators() -> tuple[MessageValidator, ...]:
+    """The RIPPLE_MESSAGE_VALIDATORS callables, imported once: an empty tuple costs nothing."""
+    return tuple(import_string(path) for path in settings.RIPPLE_MESSAGE_VALIDATORS)
+
+
+@receiver(setting_changed)
+def _validators_changed(*, setting: str, **kwargs: Any) -> None:
+    # Tests override the setting; a running server never changes it.
+    if setting == "RIPPLE_MESSAGE_VALIDATORS":
+        message_validators.cache_clear()
 
 
 # Moderation: each change is stored first, then told to every process.
@@ -184,6 +293,26 @@ def room_close(*, room: Room, reason: str = "") -> None:
     """Close a room: its subscribers are told and unsubscribed, new subscribes are refused."""
     Room.objects.filter(pk=room.pk).update(closed_at=timezone.now())
     async_to_sync(hub.room_event)(room.slug, hub.EVENT_CLOSED, {"reason": reason})
+
+
+def room_delete(*, room_ids: list[int]) -> list[str]:
+    """Delete rooms with their messages and memberships; returns the deleted rooms' slugs.
+
+    After the commit every process sends the rooms' subscribers ``unsubscribed`` (reason
+    ``room_deleted``) and lets go of them, so a later subscribe to the slug makes a new room.
+    """
+    with transaction.atomic():
+        rooms = Room.objects.filter(pk__in=room_ids)
+        slugs = sorted(rooms.values_list("slug", flat=True))
+        # Messages have no signal receivers or relations of their own: one DELETE for them all.
+        rooms.delete()
+
+        def tell() -> None:
+            for slug in slugs:
+                async_to_sync(hub.room_event)(slug, hub.EVENT_ROOM_DELETED, {})
+
+        transaction.on_commit(tell)
+    return slugs
 
 
 def room_reopen(*, room: Room) -> None:

@@ -3,14 +3,21 @@
 For clients whose WebSocket does not get through (a proxy that strips ``Upgrade``, a browser
 without it), the same protocol travels over plain HTTP (docs/protocol.md, "HTTP fallback"):
 
-- ``GET /sse/chat/`` is a stream: every server frame is one SSE event (``data: <frame>``), the
-  first being ``welcome`` with the ``connection_id``; ``: keep-alive`` comments keep proxies
-  from timing it out; a close becomes ``event: close`` / ``data: {"code": N}`` and the end of
-  the response.
-- ``POST /sse/chat/send/?connection=<id>`` carries one client frame. It may reach any worker:
-  the frame goes through the channel layer to the worker holding the stream (group
-  ``ripple.conn.<id>``), whose consumer handles it exactly as a socket frame, so every reply,
-  error, rate limit and size limit is the socket's own.
+- ``GET /sse/chat/`` is a stream: it opens with ``event: stream`` / ``data: {"token": ...}``,
+  the stream's secret, then every server frame is one SSE event (``data: <frame>``), the first
+  being ``welcome`` with the ``connection_id``; ``: keep-alive`` comments keep proxies from
+  timing it out; a close becomes ``event: close`` / ``data: {"code": N}`` and the end of the
+  response.
+- ``POST /sse/chat/send/?connection=<id>`` carries one client frame and the stream's token
+  (``X-Ripple-Stream-Token``). It may reach any worker: the frame goes through the channel
+  layer to the worker holding the stream (group ``ripple.conn.<id>``), which hands it to the
+  stream's consumer only when the token and the session match (chat/hub.py); the consumer
+  handles it exactly as a socket frame, so every reply, error, rate limit and size limit is
+  the socket's own.
+
+The connection id is not a secret (it is in the logs and on the staff dashboard), and clients
+without a session all have the same (empty) session tag: the token is what ties a POST to the
+stream. Only the stream's own response carries it; it is never logged, never in ``welcome``.
 
 The stream is a ``ChatConsumer`` behind an adapter that speaks the WebSocket half of ASGI to it
 and SSE to the client: one implementation of the protocol, two transports. State lives in the
@@ -26,15 +33,16 @@ import contextlib
 import json
 import logging
 import re
+import secrets
 from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_POST
 
-from . import hub, protocol
+from . import consumers, hub, protocol
 from .identity import session_tag
-from .origins import header, origin_allowed
+from .origins import header
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +52,14 @@ KEEPALIVE_S = 15.0
 CONNECTION_ID_RE = re.compile(r"[0-9a-f]{32}")
 # The same ceiling daphne puts on a socket frame (project/serving.py).
 MAX_POST_BYTES = 65536
+STREAM_TOKEN_HEADER = "X-Ripple-Stream-Token"  # noqa: S105 - a header name
+# secrets.token_urlsafe(32): 43 characters; a header of any other shape is refused with 400.
+STREAM_TOKEN_BYTES = 32
+STREAM_TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{43}")
+# One position of a Last-Event-ID: a room slug and a seq in ASCII digits (str.isdigit() and
+# \d also take digits int() refuses, or reads, from other scripts).
+POSITION_RE = re.compile(rf"({protocol.ROOM_SLUG_RE.pattern}):([0-9]{{1,15}})", re.ASCII)
+MAX_LAST_EVENT_ID_CHARS = 8192
 
 
 class SseChatStream:
@@ -55,14 +71,6 @@ class SseChatStream:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["method"] != "GET":
             await _plain(send, 405, b"GET only\n")
-            return
-        # EventSource requests are same-origin; a page elsewhere gets nothing (and its
-        # browser sends either Origin or Sec-Fetch-Site: cross-site).
-        origin = header(scope, b"origin")
-        if (origin is not None and not origin_allowed(origin)) or header(
-            scope, b"sec-fetch-site"
-        ) == "cross-site":
-            await _plain(send, 403, b"origin not allowed\n")
             return
         while True:  # the request body (empty for a GET)
             message = await receive()
@@ -79,15 +87,15 @@ def format_event_id(positions: dict[str, int]) -> str:
 
 
 def parse_last_event_id(value: str | None) -> dict[str, int]:
-    """The positions in a Last-Event-ID; {} for anything that is not one of our ids."""
+    """The positions in a Last-Event-ID; {} for anything that is not wholly one of our ids."""
     positions: dict[str, int] = {}
-    if not value or len(value) > 8192:
+    if not value or len(value) > MAX_LAST_EVENT_ID_CHARS:
         return positions
     for item in value.split(","):
-        room, _, seq = item.partition(":")
-        if not protocol.ROOM_SLUG_RE.fullmatch(room) or not seq.isdigit() or len(seq) > 15:
+        found = POSITION_RE.fullmatch(item)
+        if found is None:
             return {}
-        positions[room] = int(seq)
+        positions[found.group(1)] = int(found.group(2))
     return positions if len(positions) <= settings.RIPPLE_MAX_SUBSCRIPTIONS else {}
 
 
@@ -107,6 +115,8 @@ class _Stream:
         self.send = send
         self.started = self.ended = False
         self.connection_id: str | None = None
+        # Proves a POST comes from this stream's own client: sent on this response only.
+        self.token = secrets.token_urlsafe(STREAM_TOKEN_BYTES)
         self.joined = False
         # Each subscribed room's newest seq sent on this stream: the events' ``id``, so that an
         # EventSource reconnecting by itself sends it back as Last-Event-ID and resumes.
@@ -168,8 +178,10 @@ class _Stream:
                 }
             )
             # An EventSource left to itself reconnects after 2 s and resumes by Last-Event-ID;
-            # the bundled client closes it instead and resumes with subscribe/since.
-            await self.send({"type": "http.response.body", "body": b"retry: 2000\n\n", "more_body": True})
+            # the bundled client closes it instead and resumes with subscribe/since. The token
+            # comes before welcome, so the client has it before it can send anything.
+            token_event = f'retry: 2000\n\nevent: stream\ndata: {{"token": "{self.token}"}}\n\n'
+            await self.send({"type": "http.response.body", "body": token_event.encode(), "more_body": True})
         elif kind == "websocket.send":
             text = message.get("text")
             if text is None:
@@ -194,10 +206,17 @@ class _Stream:
             await self.inbox.put({"type": "websocket.disconnect", "code": code})
 
     async def _resume(self) -> None:
-        """Subscribe again to the rooms a Last-Event-ID named, each from its seq."""
+        """Subscribe again to the rooms a Last-Event-ID named, each from its seq.
+
+        The frames are the server's, not the client's: marked so, they take none of the
+        client's frame tokens and never count towards a flood close (chat/consumers.py), so
+        up to RIPPLE_MAX_SUBSCRIPTIONS rooms resume whatever the frame burst.
+        """
         for room, seq in list(self.positions.items()):
             frame = {"type": protocol.SUBSCRIBE, "room": room, "since": seq}
-            await self.inbox.put({"type": "websocket.receive", "text": protocol.dumps(frame)})
+            await self.inbox.put(
+                {"type": "websocket.receive", "text": protocol.dumps(frame), consumers.SERVER_FRAME: True}
+            )
 
     def _track(self, text: str) -> str | None:
         """Follow the rooms' positions; the event id to send with this frame, if it moved one."""
@@ -219,7 +238,7 @@ class _Stream:
         local = hub.get_hub()
         if local.channel is None or self.connection_id is None:
             return
-        local.streams[self.connection_id] = (session_tag(self.scope.get("session")), self.inbox)
+        local.streams[self.connection_id] = (session_tag(self.scope.get("session")), self.token, self.inbox)
         await local.layer.group_add(hub.connection_group(self.connection_id), local.channel)
         self.joined = True
 
@@ -239,14 +258,16 @@ async def send_frame(request: HttpRequest) -> HttpResponse:
 
     Django's CSRF middleware has checked the token (``X-CSRFToken``); the Origin is checked as
     for a socket. The frame itself is checked by the stream's consumer, which answers on the
-    stream, so the answer here is only 202, or a refusal of the request itself.
+    stream, so the answer here is only 202, or a refusal of the request itself. A stream token
+    of the right shape but not the stream's also gets 202: the stream may live on another
+    worker, and the one holding it drops the frame unseen (chat/hub.py).
     """
-    origin = request.headers.get("Origin")
-    if origin is not None and not origin_allowed(origin):
-        return JsonResponse({"error": "origin_not_allowed"}, status=403)
     connection_id = request.GET.get("connection", "")
     if not CONNECTION_ID_RE.fullmatch(connection_id):
         return JsonResponse({"error": "invalid_connection"}, status=400)
+    stream_token = request.headers.get(STREAM_TOKEN_HEADER, "")
+    if not STREAM_TOKEN_RE.fullmatch(stream_token):
+        return JsonResponse({"error": "invalid_stream_token"}, status=400)
     if len(request.body) > MAX_POST_BYTES:
         return JsonResponse({"error": protocol.FRAME_TOO_LARGE}, status=413)
     try:
@@ -255,7 +276,7 @@ async def send_frame(request: HttpRequest) -> HttpResponse:
         return JsonResponse({"error": protocol.INVALID_JSON}, status=400)
     tag = session_tag(request.session) if request.session.session_key else ""
     try:
-        await hub.connection_frame(connection_id, session=tag, text=text)
+        await hub.connection_frame(connection_id, session=tag, token=stream_token, text=text)
     except Exception:
         logger.warning("forwarding a fallback frame failed", exc_info=True)
         return JsonResponse({"error": "try_again_later"}, status=503)

@@ -41,8 +41,11 @@ class ProcessStats:
     # Fan-out latency, stored -> written to the sockets, one observation per message per process.
     latency_counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS_S) + 1))
     latency_sum_s: float = 0.0
-    # Maps room slug to its member count, for rooms with subscribers on this process.
+    # Maps room slug to its member count, for rooms with subscribers on this process; the hub
+    # sets an entry only while the room's stream is live here (room_members / room_gone).
     presence_sizes: dict[str, int] = field(default_factory=dict)
+    # The slugs in ``presence_sizes`` of private rooms: /metrics never names them.
+    private_rooms: set[str] = field(default_factory=set)
     # Recent connects and disconnects, newest last.
     recent: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=50))
     # Per-second traffic: (unix second, messages in, messages out), oldest first.
@@ -89,6 +92,19 @@ class ProcessStats:
                 "duration_s": round(duration_s, 3),
             }
         )
+
+    def room_members(self, slug: str, *, members: int, private: bool) -> None:
+        """A live room's member count as last read, and whether it is private."""
+        self.presence_sizes[slug] = members
+        if private:
+            self.private_rooms.add(slug)
+        else:
+            self.private_rooms.discard(slug)
+
+    def room_gone(self, slug: str) -> None:
+        """The room's last subscriber here left: it is no longer reported."""
+        self.presence_sizes.pop(slug, None)
+        self.private_rooms.discard(slug)
 
     def observe_latency(self, seconds: float) -> None:
         self.latency_counts[bisect.bisect_left(LATENCY_BUCKETS_S, seconds)] += 1

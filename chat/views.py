@@ -1,11 +1,12 @@
+from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from . import protocol, selectors
-from .identity import GUEST_NAME_KEY, clean_guest_name, identity_from_request
+from . import protocol, selectors, services
+from .identity import GUEST_NAME_KEY, GuestNameRefused, check_guest_name, identity_from_request
 from .models import Room
 
 
@@ -13,11 +14,15 @@ from .models import Room
 def index(request: HttpRequest) -> HttpResponse:
     """The rooms, and a form to open or create one."""
     error = ""
+    may_create = services.room_creation_allowed(user=request.user)
     if request.method == "POST":
         slug = slugify(request.POST.get("room", ""))[:64].strip("-_")
-        if protocol.ROOM_SLUG_RE.fullmatch(slug):
+        if not protocol.ROOM_SLUG_RE.fullmatch(slug):
+            error = "A room name needs at least one letter or digit."
+        elif may_create or selectors.room_find(slug=slug) is not None:
             return redirect("chat:room", slug=slug)
-        error = "A room name needs at least one letter or digit."
+        else:
+            error = f"There is no room {slug}, and only {_creators()} can create rooms."
     return render(
         request,
         "chat/index.html",
@@ -27,9 +32,16 @@ def index(request: HttpRequest) -> HttpResponse:
             ),
             "identity": identity_from_request(request),
             "error": error,
+            "may_create": may_create,
+            "creators": _creators(),
         },
         status=400 if error else 200,
     )
+
+
+def _creators() -> str:
+    """Who may create rooms, in words for the index page (RIPPLE_ROOM_CREATION)."""
+    return {"anyone": "anyone", "users": "signed-in users", "staff": "staff"}[settings.RIPPLE_ROOM_CREATION]
 
 
 @require_POST
@@ -38,14 +50,10 @@ def guest_name(request: HttpRequest) -> HttpResponse:
     next_url = request.POST.get("next", "/")
     if not url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}):
         next_url = "/"
-    name = clean_guest_name(request.POST.get("name", ""))
-    if name is None:
-        return render(
-            request,
-            "chat/name.html",
-            {"next": next_url, "error": "Use 1-32 letters, digits, spaces, dots, dashes or apostrophes."},
-            status=400,
-        )
+    try:
+        name = check_guest_name(request.POST.get("name", ""))
+    except GuestNameRefused as refused:
+        return render(request, "chat/name.html", {"next": next_url, "error": refused.message}, status=400)
     request.session[GUEST_NAME_KEY] = name
     return redirect(next_url)
 
@@ -55,10 +63,13 @@ def room(request: HttpRequest, slug: str) -> HttpResponse:
     """The room page: the last messages rendered here, live updates from static/js."""
     if not protocol.ROOM_SLUG_RE.fullmatch(slug):
         raise Http404("no such room")
+    # This page never creates the room (the socket's subscribe does, within the same limits).
+    found = Room.objects.filter(slug=slug).first()
+    if found is None and not services.room_creation_allowed(user=request.user):
+        raise Http404("no such room")
     identity = identity_from_request(request)
     if identity is None:
         return render(request, "chat/name.html", {"next": request.get_full_path()})
-    found = Room.objects.filter(slug=slug).first()
     if found is not None and not selectors.room_allows(room=found, user_id=identity.user_id):
         # The same answer the socket gives (error forbidden): no history, no member list.
         return render(request, "chat/forbidden.html", {"slug": slug, "identity": identity}, status=403)

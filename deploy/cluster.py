@@ -232,6 +232,8 @@ class Cluster:
         if redis_url:
             env["REDIS_URL"] = redis_url
         env["PYTHONUNBUFFERED"] = "1"
+        # No nginx in front here: the workers serve /static/ themselves, DEBUG or not.
+        env.setdefault("RIPPLE_SERVE_STATIC", "1")
         return env
 
     def start_redis(self) -> tuple[str, Child | None]:

@@ -10,8 +10,12 @@ tests/unit/test_settings.py checks they agree.
 MAX_WEBSOCKET_FRAME_BYTES = 65536
 # The message limit applies to what the server sends too (autobahn refuses to send more), and
 # a `subscribed` frame carries up to RIPPLE_MAX_HISTORY_BYTES of messages plus the member list.
-# An incoming message split into many frames is buffered up to this before the app refuses it.
 MAX_WEBSOCKET_MESSAGE_BYTES = 4 * 1024 * 1024
+# What a client may send in one message, however many frames it is split into: the frame limit.
+# autobahn has one message limit for both directions, so chat/daphne_guard.py applies this one
+# to incoming messages itself, before buffering a fragment past it (the client sees 1009 or
+# 1006). Otherwise every socket could make the worker hold 4 MiB of fragments.
+MAX_WEBSOCKET_INCOMING_MESSAGE_BYTES = MAX_WEBSOCKET_FRAME_BYTES
 
 DAPHNE_FLAGS = [
     "--websocket-max-message-size",

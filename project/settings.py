@@ -1,5 +1,6 @@
 """Django settings for Ripple, read from the environment (see .env.example)."""
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Any
@@ -125,6 +126,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 30,
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
+# Deploy (issue 16): persistent connections rather than Django's PostgreSQL pool
+# (OPTIONS={"pool": True}, psycopg-pool), which Django suggests under ASGI: Channels closes
+# connections older than CONN_MAX_AGE around every consumer call, and on the echo bench the pool
+# was no faster and cost more CPU per message (docs/benchmarks.md, "Database connections").
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -176,9 +181,10 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
-# Serve /static/ from the application itself: on by default, for a single daphne with nothing
-# in front; turn it off where nginx (or a CDN) serves STATIC_ROOT after collectstatic.
-RIPPLE_SERVE_STATIC = env_bool("RIPPLE_SERVE_STATIC", True)
+# Serve /static/ from the application itself (Django's development handler: files read through
+# the finders on every request, no hashed names, no caching): on by default only with DEBUG
+# (make run). In production nginx (or a CDN) serves STATIC_ROOT after collectstatic (issue 16).
+RIPPLE_SERVE_STATIC = env_bool("RIPPLE_SERVE_STATIC", DEBUG)
 if not RIPPLE_SERVE_STATIC:
     # Served by nginx from collectstatic's output: hashed names, so long cache lifetimes are
     # safe across deploys.
@@ -199,6 +205,31 @@ if DJANGO_HTTPS:
     # nginx terminates TLS and says so in X-Forwarded-Proto (deploy/nginx.conf).
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 0, minimum=0)
+# A clean `manage.py check --deploy` (issue 16): what it warns about that is deliberate here,
+# each with its reason. Anything else it reports is a real warning (CI fails on it).
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", False)
+SILENCED_SYSTEM_CHECKS = [
+    # SECURE_SSL_REDIRECT: nginx answers plain http:// with a 301 to https://
+    # (deploy/nginx-tls.conf), and daphne's TLS endpoint has no plain port to redirect from.
+    "security.W008",
+]
+if not DJANGO_HTTPS:
+    SILENCED_SYSTEM_CHECKS += [
+        # Served over plain http:// by choice (DJANGO_HTTPS=0; docker-compose.yml on :8080): HSTS
+        # only counts over https, and browsers never send Secure cookies back over http, so
+        # every form would fail its CSRF check. DJANGO_HTTPS=1 turns all three on.
+        "security.W004",  # SECURE_HSTS_SECONDS
+        "security.W012",  # SESSION_COOKIE_SECURE
+        "security.W016",  # CSRF_COOKIE_SECURE
+    ]
+if not SECURE_HSTS_INCLUDE_SUBDOMAINS:
+    # HSTS for every subdomain is a decision for the whole domain, not for one app on it:
+    # opt in with DJANGO_HSTS_INCLUDE_SUBDOMAINS=1.
+    SILENCED_SYSTEM_CHECKS.append("security.W005")
+if not SECURE_HSTS_PRELOAD:
+    # The browsers' preload list is hard to leave (months): opt in with DJANGO_HSTS_PRELOAD=1.
+    SILENCED_SYSTEM_CHECKS.append("security.W021")
 SESSION_COOKIE_AGE = env_int("DJANGO_SESSION_COOKIE_AGE", 14 * 24 * 3600)
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "chat:index"
@@ -207,19 +238,37 @@ LOGOUT_REDIRECT_URL = "chat:index"
 # scheme://host[:port]; empty: any origin whose host is in ALLOWED_HOSTS.
 RIPPLE_ALLOWED_ORIGINS = env_list("RIPPLE_ALLOWED_ORIGINS", "")
 
+# Logs (issue 16): one format for every logger, Django's, daphne's and Ripple's, on stderr
+# through one handler: JSON lines (chat/logs.py) by default, readable text when DEBUG is on.
+RIPPLE_LOG_FORMAT = env("RIPPLE_LOG_FORMAT", "") or ("text" if DEBUG else "json")
+if RIPPLE_LOG_FORMAT not in ("json", "text"):
+    raise ImproperlyConfigured(f"RIPPLE_LOG_FORMAT must be json or text, not {RIPPLE_LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"json": {"()": "chat.logs.JsonFormatter"}},
+    "formatters": {
+        "json": {"()": "chat.logs.JsonFormatter"},
+        "text": {"()": "chat.logs.TextFormatter"},
+    },
+    # A client's bad request (a Host not allowed, a suspicious operation) is answered 400 and
+    # logged as one line, without the traceback Django attaches to it: no fault of the server.
+    "filters": {"client_errors": {"()": "chat.logs.ClientErrorFilter"}},
     "handlers": {
-        "console": {"class": "logging.StreamHandler"},
-        "events": {"class": "logging.StreamHandler", "formatter": "json"},
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": RIPPLE_LOG_FORMAT,
+            "filters": ["client_errors"],
+        }
     },
     "root": {"handlers": ["console"], "level": env("DJANGO_LOG_LEVEL", "INFO")},
     "loggers": {
-        # One JSON line per connect, disconnect, heartbeat timeout, refused handshake and
-        # moderation action (chat/logs.py).
-        "ripple.events": {"handlers": ["events"], "level": "INFO", "propagate": False},
+        # Django's defaults give these handlers of their own (a second copy of every request
+        # error with DEBUG on, runserver's bare lines): here they only propagate to the root.
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
+        "django.server": {"handlers": [], "level": "INFO", "propagate": True},
+        # One line per connect, disconnect, heartbeat timeout, refused handshake and
+        # moderation action (chat/logs.py), whatever DJANGO_LOG_LEVEL says.
+        "ripple.events": {"handlers": ["console"], "level": "INFO", "propagate": False},
     },
 }
 
@@ -252,6 +301,47 @@ RIPPLE_FLOOD_STRIKES = env_int("RIPPLE_FLOOD_STRIKES", 30)
 RIPPLE_MAX_OUTBOUND_BYTES = env_int("RIPPLE_MAX_OUTBOUND_BYTES", 1024 * 1024)
 RIPPLE_MAX_CONNECTIONS_PER_USER = env_int("RIPPLE_MAX_CONNECTIONS_PER_USER", 20)
 RIPPLE_MAX_CONNECTIONS_PER_IP = env_int("RIPPLE_MAX_CONNECTIONS_PER_IP", 200)
+# Private rooms' subscribers are re-checked this often, for membership changes no signal sees.
+RIPPLE_ACCESS_RECHECK_S = env_float("RIPPLE_ACCESS_RECHECK_S", 10.0)
+# Room creation (a subscribe to a room that does not exist creates it; docs/security.md): who
+# may, and how often per user or guest session (per socket without a cookie) and per address.
+RIPPLE_ROOM_CREATION = env("RIPPLE_ROOM_CREATION", "anyone")
+if RIPPLE_ROOM_CREATION not in ("anyone", "users", "staff"):
+    raise ImproperlyConfigured(
+        f"RIPPLE_ROOM_CREATION must be anyone, users or staff, not {RIPPLE_ROOM_CREATION!r}"
+    )
+RIPPLE_ROOM_CREATE_PER_MIN = env_float("RIPPLE_ROOM_CREATE_PER_MIN", 6.0)
+RIPPLE_ROOM_CREATE_BURST = env_int("RIPPLE_ROOM_CREATE_BURST", 10)
+
+# Transport guards under daphne (chat/daphne_guard.py): an HTTP request (a WebSocket upgrade
+# included) must be complete this long after its connection opened or the previous response
+# ended, or it is answered 408 and closed.
+RIPPLE_REQUEST_TIMEOUT_S = env_float("RIPPLE_REQUEST_TIMEOUT_S", 10.0)
 # Graceful restart: sockets are sent away over this window (manage.py drain, SIGTERM).
 RIPPLE_DRAIN_S = env_float("RIPPLE_DRAIN_S", 5.0)
 RIPPLE_DRAIN_ON_SIGTERM = env_bool("RIPPLE_DRAIN_ON_SIGTERM", True)
+
+# /metrics exposure (docs/security.md): who may read /metrics and /readyz (client networks;
+# anyone else gets a 404), and how many public rooms /metrics names.
+RIPPLE_METRICS_ALLOW = env_list(
+    "RIPPLE_METRICS_ALLOW", "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7"
+)
+for _network in RIPPLE_METRICS_ALLOW:
+    try:
+        ipaddress.ip_network(_network, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(f"RIPPLE_METRICS_ALLOW: {_network!r} is not a network") from None
+RIPPLE_METRICS_MAX_ROOMS = env_int("RIPPLE_METRICS_MAX_ROOMS", 20, minimum=0)
+
+# Guest names (chat/names.py, docs/security.md): a guest may not take a name that could pass
+# for one of these (nor for a registered username).
+RIPPLE_RESERVED_NAMES = env_list(
+    "RIPPLE_RESERVED_NAMES",
+    "system,announcement,announcements,admin,administrator,moderator,mod,staff,ripple,root,"
+    "support,server,guest,everyone,here,channel,owner,operator,official,bot,null,undefined",
+)
+
+# Message validation hook (docs/extending.md): dotted paths of callables
+# (room_slug, author, body) -> None that raise chat.services.MessageRejected to refuse a message
+# (error message_rejected on the socket). Imported once, on the first message.
+RIPPLE_MESSAGE_VALIDATORS = env_list("RIPPLE_MESSAGE_VALIDATORS", "")

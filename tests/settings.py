@@ -5,6 +5,8 @@ import tempfile
 from pathlib import Path
 
 os.environ.setdefault("DJANGO_SECRET_KEY", "ripple-tests-only-not-secret")
+# Pages render with plain static names (no collectstatic manifest), as with DEBUG (issue 16).
+os.environ.setdefault("RIPPLE_SERVE_STATIC", "1")
 
 from project.settings import *  # noqa: F403
 from project.settings import DATABASES

@@ -12,7 +12,8 @@ class Member:
     id: str
 
     def as_json(self) -> dict[str, str]:
-        return {"id": self.id, "name": self.name}
+        # ids are identity.Identity.member_id: "u<user id>" for accounts, g/c for guests.
+        return {"id": self.id, "name": self.name, "kind": "user" if self.id.startswith("u") else "guest"}
 
 
 class PresenceStore(Protocol):

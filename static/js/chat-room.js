@@ -10,6 +10,25 @@
 
 import { CLOSE, RippleSocket, STATE, TRANSPORT, socketUrl } from './ripple-socket.js';
 
+/** `message.author_kind` values (docs/protocol.md). */
+export const AUTHOR_KIND = Object.freeze({ USER: 'user', GUEST: 'guest', SYSTEM: 'system' });
+
+/** A message frame's author kind; a frame without one claims least (guest), unless system. */
+export function authorKindOf(frame) {
+  if (frame.system === true) return AUTHOR_KIND.SYSTEM;
+  if (frame.author_kind === AUTHOR_KIND.USER || frame.author_kind === AUTHOR_KIND.SYSTEM) return frame.author_kind;
+  return AUTHOR_KIND.GUEST;
+}
+
+/**
+ * A presence member's kind. RippleSocket keeps members as `{id, name}`; the
+ * server's ids start with `u` for accounts (the same rule as its `kind` field).
+ */
+export function memberKind(member) {
+  if (member.kind === AUTHOR_KIND.USER || member.kind === AUTHOR_KIND.GUEST) return member.kind;
+  return typeof member.id === 'string' && member.id.startsWith('u') ? AUTHOR_KIND.USER : AUTHOR_KIND.GUEST;
+}
+
 /** `HH:MM` in the reader's time zone, or '' for a date that does not parse. */
 export function formatTime(iso) {
   const date = new Date(iso);
@@ -67,6 +86,7 @@ export function mountChatRoom(root, {
   const byId = (id) => document.getElementById(id);
   const room = root.dataset.room;
   const user = root.dataset.user ?? '';
+  const userKind = root.dataset.userKind ?? AUTHOR_KIND.GUEST;
   const lastSeq = Number.parseInt(root.dataset.lastSeq ?? '', 10);
   const status = byId('conn-state');
   const retryButton = byId('retry');
@@ -160,8 +180,22 @@ export function mountChatRoom(root, {
     return el;
   }
 
-  function fill(li, { author, sentAt, body }) {
-    li.replaceChildren(span('author', author), ' ', timeElement(sentAt), ' ', span('body', body));
+  /**
+   * Fills a message's `<li>`. The server's `author_kind` decides the marks: an
+   * "Announcement" label before an operators' post, a "guest" tag after a
+   * guest's name; no text a guest sends can make either.
+   */
+  function fill(li, { author, authorKind, sentAt, body }) {
+    const parts = [];
+    if (authorKind === AUTHOR_KIND.SYSTEM) parts.push(span('author-kind', 'Announcement'), ' ');
+    parts.push(span('author', author));
+    if (authorKind === AUTHOR_KIND.GUEST) parts.push(' ', span('author-kind', 'guest'));
+    parts.push(' ', timeElement(sentAt), ' ', span('body', body));
+    li.replaceChildren(...parts);
+    if (authorKind === AUTHOR_KIND.SYSTEM) li.classList.add('system');
+    else li.classList.remove('system');
+    if (authorKind) li.dataset.authorKind = authorKind;
+    else delete li.dataset.authorKind;
   }
 
   function settle(clientId, entry, key) {
@@ -179,7 +213,7 @@ export function mountChatRoom(root, {
     li.classList.remove('pending');
     li.dataset.seq = String(frame.seq);
     if (frame.client_id) li.dataset.clientId = frame.client_id;
-    fill(li, { author: frame.author, sentAt: frame.sent_at, body: frame.body });
+    fill(li, { author: frame.author, authorKind: authorKindOf(frame), sentAt: frame.sent_at, body: frame.body });
     placeBySeq(li, frame.seq);
     if (mine) settle(frame.client_id, mine, 'delivered');
   }
@@ -212,7 +246,7 @@ export function mountChatRoom(root, {
     const li = document.createElement('li');
     li.className = 'msg pending';
     li.dataset.clientId = clientId;
-    fill(li, { author: user, sentAt: new Date().toISOString(), body });
+    fill(li, { author: ownName(), authorKind: ownKind(), sentAt: new Date().toISOString(), body });
     list.append(li);
     own.set(clientId, { li, acked: false, delivered: false });
     input.value = '';
@@ -227,6 +261,13 @@ export function mountChatRoom(root, {
     return typeof name === 'string' ? name : user;
   }
 
+  /** The kind this tab posts as: the server's word once welcomed. */
+  function ownKind() {
+    const authenticated = socket.welcome?.user?.authenticated;
+    if (typeof authenticated !== 'boolean') return userKind;
+    return authenticated ? AUTHOR_KIND.USER : AUTHOR_KIND.GUEST;
+  }
+
   function renderMembers(members) {
     if (memberCount) memberCount.textContent = String(members.length);
     if (!memberList) return;
@@ -234,6 +275,8 @@ export function mountChatRoom(root, {
     memberList.replaceChildren(...members.map((member) => {
       const li = document.createElement('li');
       li.dataset.memberId = member.id;
+      // The stylesheet tags guests; the text stays the bare name.
+      li.dataset.kind = memberKind(member);
       if (member.name === me) li.className = 'me';
       li.textContent = member.name;
       return li;
@@ -274,6 +317,9 @@ export function mountChatRoom(root, {
       const body = li.querySelector('.body');
       if (author) author.textContent = '';
       if (body) body.textContent = 'message deleted';
+      for (const child of Array.from(li.children)) {
+        if (child.classList.contains('author-kind')) li.removeChild(child);
+      }
     }
   });
   // The server stopped serving this room (closed by a moderator, or access revoked).

@@ -3,13 +3,16 @@
  * through: an object with the WebSocket surface RippleSocket uses, carried by
  * Server-Sent Events from the server and one POST per frame to the server.
  *
- * - Stream: `GET /sse/chat/` (EventSource, same origin). Each server frame of
- *   docs/protocol.md is one default-type event (`data: <frame JSON>`), the
- *   first being `welcome`. A server close is `event: close` with
- *   `data: {"code": N}`, then the end of the response.
+ * - Stream: `GET /sse/chat/` (EventSource, same origin). It opens with
+ *   `event: stream` / `data: {"token": "..."}`, the stream's secret. Each
+ *   server frame of docs/protocol.md is one default-type event
+ *   (`data: <frame JSON>`), the first being `welcome`. A server close is
+ *   `event: close` with `data: {"code": N}`, then the end of the response.
  * - Frames to the server: `POST /sse/chat/send/?connection=<connection_id>`,
  *   the body one frame's JSON text, with the page's CSRF token
- *   (`<meta name="csrf-token">`) in `X-CSRFToken`. Replies arrive on the
+ *   (`<meta name="csrf-token">`) in `X-CSRFToken` and the stream's token in
+ *   `X-Ripple-Stream-Token` (the connection id is no secret; the token is,
+ *   and only this stream's response carries it). Replies arrive on the
  *   stream. POSTs go one at a time, each after the previous one's response,
  *   because two in flight may reach different workers and arrive out of order.
  *
@@ -23,6 +26,7 @@
 
 const CSRF_META_SELECTOR = 'meta[name="csrf-token"]';
 const CSRF_HEADER = 'X-CSRFToken';
+const STREAM_TOKEN_HEADER = 'X-Ripple-Stream-Token';
 
 // WebSocket close codes this transport reports.
 const CLOSE_NO_STATUS = 1005;
@@ -87,6 +91,9 @@ function socketEvent(type, fields = {}) {
  * - `open` fires when `welcome` arrives; the welcome itself follows as the
  *   first `message`. A first frame that is not a `welcome` with a
  *   `connection_id` ends the connection with 1006.
+ * - The token of `event: stream` (before `welcome`; a later one is ignored)
+ *   goes with every POST. A stream that sent none (a server from before the
+ *   token) gets POSTs without it.
  * - `event: close` from the server becomes a `close` event with its code.
  * - A stream that fails or ends, and a POST that fails (network error, or an
  *   HTTP status other than 2xx, 403 and 413), end the connection: `error`,
@@ -125,6 +132,8 @@ export class SseSocket extends EventTarget {
   #detachSource = null;
   #readyState = SseSocket.CONNECTING;
   #connectionId = null;
+  // The stream's secret from `event: stream`: proves each POST comes from this stream's client.
+  #streamToken = null;
   // Frames waiting for their POST, oldest first; the head is the one in flight.
   #queue = [];
   #posting = false;
@@ -143,6 +152,7 @@ export class SseSocket extends EventTarget {
     const source = new EventSource(this.#url);
     this.#source = source;
     const handlers = {
+      stream: (event) => this.#onStreamToken(event),
       message: (event) => this.#onStreamMessage(event),
       close: (event) => this.#onStreamClose(event),
       error: () => this.#fail(CLOSE_ABNORMAL, 'stream ended'),
@@ -227,6 +237,12 @@ export class SseSocket extends EventTarget {
     if (this.#readyState === SseSocket.OPEN) this.dispatchEvent(socketEvent('message', { data: event.data }));
   }
 
+  #onStreamToken(event) {
+    if (this.#readyState !== SseSocket.CONNECTING || this.#streamToken !== null) return;
+    const token = parseJson(event.data)?.token;
+    if (typeof token === 'string' && token !== '') this.#streamToken = token;
+  }
+
   #onStreamClose(event) {
     const payload = parseJson(event.data);
     if (!isObject(payload) || !Number.isInteger(payload.code)) {
@@ -270,6 +286,7 @@ export class SseSocket extends EventTarget {
     const headers = { 'Content-Type': 'text/plain;charset=UTF-8' };
     const token = this.#csrfToken();
     if (token !== null) headers[CSRF_HEADER] = token;
+    if (this.#streamToken !== null) headers[STREAM_TOKEN_HEADER] = this.#streamToken;
     // Called unbound: a browser's fetch refuses any `this` but the global one.
     const fetch = this.#fetch;
     try {

@@ -5,6 +5,8 @@ import websockets
 from channels.db import database_sync_to_async
 from django.contrib.auth.models import User
 
+from tests.support.origins import same_origin
+
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 PASSWORD = "pw-long-enough-1"
@@ -40,7 +42,9 @@ async def test_dashboard_counts_a_new_chat_socket_within_seconds(browser, daphne
     before = int(await page.text_content("#total-sockets"))
     assert await page.text_content("#total-processes") == "1"
 
-    async with websockets.connect(f"{server.ws_url}/ws/chat/", origin="http://127.0.0.1") as ws:
+    async with websockets.connect(
+        f"{server.ws_url}/ws/chat/", origin=same_origin(f"{server.ws_url}/ws/chat/")
+    ) as ws:
         await ws.recv()  # welcome
         await page.wait_for_function(
             "before => Number(document.querySelector('#total-sockets').textContent) > before",

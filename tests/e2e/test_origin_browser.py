@@ -35,9 +35,13 @@ class AnotherSite(http.server.BaseHTTPRequestHandler):
         pass
 
 
-async def test_only_allowed_origins_can_open_a_socket(daphne, browser):
+@pytest.mark.parametrize("allowlist", [True, False], ids=["allowlist", "default-same-origin"])
+async def test_only_allowed_origins_can_open_a_socket(daphne, browser, allowlist):
     port = free_port()
-    server = daphne(port=port, RIPPLE_ALLOWED_ORIGINS=f"http://127.0.0.1:{port}")
+    # The default admits the site's own origin only: a page on another port of the same host
+    # (the "other site" below) is refused as it is with an explicit allowlist.
+    env = {"RIPPLE_ALLOWED_ORIGINS": f"http://127.0.0.1:{port}"} if allowlist else {}
+    server = daphne(port=port, **env)
     socket_url = f"ws://127.0.0.1:{port}/ws/chat/"
     context = await browser.new_context()
     # Another site's page (Ripple's own CSP already forbids its pages to connect elsewhere; an
@@ -58,6 +62,6 @@ async def test_only_allowed_origins_can_open_a_socket(daphne, browser):
     refused = [
         json.loads(line[line.index("{") :])
         for line in server.output().splitlines()
-        if '"event": "refused"' in line and '"reason": "origin"' in line
+        if '"event": "refused"' in line and '"reason": "origin_not_allowed"' in line
     ]
     assert [event["origin"] for event in refused] == [evil]

@@ -15,11 +15,11 @@ import pytest
 import websockets
 
 from tests.support.frames import recv_until
+from tests.support.origins import same_origin
 from tests.support.processes import ROOT, ManagedProcess, free_port, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-ORIGIN = "http://127.0.0.1"
 PIDS_LINE = re.compile(r"^cluster: pids (?P<pids>.+)$", re.MULTILINE)
 
 
@@ -106,8 +106,12 @@ async def test_cluster_runs_two_workers_on_one_redis_and_stops_on_sigint(live_da
         assert answers_healthz(second), cluster.output()
 
         async with (
-            websockets.connect(f"ws://127.0.0.1:{first}/ws/chat/", origin=ORIGIN) as sender,
-            websockets.connect(f"ws://127.0.0.1:{second}/ws/chat/", origin=ORIGIN) as receiver,
+            websockets.connect(
+                f"ws://127.0.0.1:{first}/ws/chat/", origin=same_origin(f"ws://127.0.0.1:{first}/ws/chat/")
+            ) as sender,
+            websockets.connect(
+                f"ws://127.0.0.1:{second}/ws/chat/", origin=same_origin(f"ws://127.0.0.1:{second}/ws/chat/")
+            ) as receiver,
         ):
             for ws in (sender, receiver):
                 assert json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] == "welcome"

@@ -6,9 +6,9 @@ import json
 import pytest
 import websockets
 
-pytestmark = pytest.mark.django_db(transaction=True)
+from tests.support.origins import same_origin
 
-ORIGIN = "http://127.0.0.1"
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 async def recv_json(ws, timeout: float = 5) -> dict:
@@ -26,7 +26,10 @@ async def recv_until(ws, frame_type: str, timeout: float = 5) -> dict:
 async def test_chat_over_a_real_daphne(daphne):
     server = daphne()
     url = f"{server.ws_url}/ws/chat/"
-    async with websockets.connect(url, origin=ORIGIN) as ann, websockets.connect(url, origin=ORIGIN) as bob:
+    async with (
+        websockets.connect(url, origin=same_origin(url)) as ann,
+        websockets.connect(url, origin=same_origin(url)) as bob,
+    ):
         assert (await recv_json(ann))["type"] == "welcome"
         assert (await recv_json(bob))["type"] == "welcome"
         for ws in (ann, bob):
@@ -40,7 +43,7 @@ async def test_chat_over_a_real_daphne(daphne):
         assert await recv_until(bob, "pong") == {"type": "pong", "t": 5, "ref": None}
 
     # A new connection resumes from what it saw.
-    async with websockets.connect(url, origin=ORIGIN) as late:
+    async with websockets.connect(url, origin=same_origin(url)) as late:
         await recv_json(late)
         await late.send(json.dumps({"type": "subscribe", "room": "live", "since": 0}))
         subscribed = await recv_until(late, "subscribed")
@@ -57,7 +60,9 @@ async def test_a_bad_origin_is_refused_at_the_handshake(daphne):
 
 async def test_silent_client_is_closed_with_4408_by_a_real_daphne(daphne):
     server = daphne(RIPPLE_HEARTBEAT_INTERVAL_S="0.3", RIPPLE_HEARTBEAT_TIMEOUT_S="0.3")
-    async with websockets.connect(f"{server.ws_url}/ws/chat/", origin=ORIGIN) as ws:
+    async with websockets.connect(
+        f"{server.ws_url}/ws/chat/", origin=same_origin(f"{server.ws_url}/ws/chat/")
+    ) as ws:
         welcome = await recv_json(ws)
         assert welcome["heartbeat_interval_ms"] == 300
         loop = asyncio.get_running_loop()
@@ -73,7 +78,11 @@ async def test_silent_client_is_closed_with_4408_by_a_real_daphne(daphne):
 
 async def test_echo_endpoint_over_a_real_daphne(daphne):
     server = daphne()
-    async with websockets.connect(f"{server.ws_url}/ws/echo/") as ws:
+    # Without an Origin the guard refuses it, as it refuses every endpoint's (HTTP 403).
+    with pytest.raises(websockets.InvalidStatus) as refused:
+        await websockets.connect(f"{server.ws_url}/ws/echo/")
+    assert refused.value.response.status_code == 403
+    async with websockets.connect(f"{server.ws_url}/ws/echo/", origin=same_origin(server.ws_url)) as ws:
         assert await asyncio.wait_for(ws.recv(), 5) == "Hello Client"
         await ws.send("ping me")
         assert await asyncio.wait_for(ws.recv(), 5) == "received: ping me(From Server)"
@@ -81,7 +90,9 @@ async def test_echo_endpoint_over_a_real_daphne(daphne):
 
 async def test_an_oversized_frame_gets_an_error_and_the_socket_stays(daphne):
     server = daphne(RIPPLE_MAX_FRAME_CHARS="1000")
-    async with websockets.connect(f"{server.ws_url}/ws/chat/", origin=ORIGIN) as ws:
+    async with websockets.connect(
+        f"{server.ws_url}/ws/chat/", origin=same_origin(f"{server.ws_url}/ws/chat/")
+    ) as ws:
         await recv_json(ws)
         await ws.send("x" * 5000)
         assert (await recv_until(ws, "error"))["code"] == "frame_too_large"

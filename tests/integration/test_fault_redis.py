@@ -19,6 +19,7 @@ from channels.db import database_sync_to_async
 
 from tests.integration.test_fault_kill import guest_session, room_messages
 from tests.support.chat_client import ChatClient
+from tests.support.origins import same_origin
 from tests.support.processes import RedisServer
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -50,7 +51,9 @@ def readyz(base_url: str) -> tuple[int, dict]:
 async def handshake_outcome(ws_url: str) -> int | str:
     """Open a socket: the close code it gets before any frame, or the first frame's type."""
     try:
-        async with websockets.connect(f"{ws_url}/ws/chat/", origin="http://127.0.0.1", open_timeout=10) as ws:
+        async with websockets.connect(
+            f"{ws_url}/ws/chat/", origin=same_origin(f"{ws_url}/ws/chat/"), open_timeout=10
+        ) as ws:
             async with asyncio.timeout(10):
                 try:
                     return json.loads(await ws.recv())["type"]

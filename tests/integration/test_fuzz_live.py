@@ -28,10 +28,10 @@ from websockets.sync.client import ClientConnection, connect
 
 from chat import protocol
 from chat.models import Message
+from tests.support.origins import same_origin
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-ORIGIN = "http://127.0.0.1"
 REPLY_TIMEOUT_S = 5.0
 MAX_FRAME_CHARS = 16384  # RIPPLE_MAX_FRAME_CHARS, the default
 MAX_BODY_CHARS = 4000  # RIPPLE_MAX_BODY_CHARS, the default
@@ -47,6 +47,8 @@ UNTHROTTLED = {
     "RIPPLE_RATE_USER_MESSAGES_BURST": "100000",
     "RIPPLE_FLOOD_STRIKES": "100000",
     "RIPPLE_MAX_CONNECTIONS_PER_IP": "100000",
+    "RIPPLE_ROOM_CREATE_PER_MIN": "100000",
+    "RIPPLE_ROOM_CREATE_BURST": "100000",
 }
 
 # The direct reply each client frame type gets; a client pong gets none (or an error).
@@ -362,7 +364,9 @@ def run_session(url: str, frames: list, ledger: Ledger, server_log) -> None:
     frames = [
         payload.replace(SESSION_MARK, mark) if isinstance(payload, str) else payload for payload in frames
     ]
-    with connect(url, origin=ORIGIN, open_timeout=10, close_timeout=2, compression=None, proxy=None) as ws:
+    with connect(
+        url, origin=same_origin(url), open_timeout=10, close_timeout=2, compression=None, proxy=None
+    ) as ws:
         welcome = strict_json(ws.recv(timeout=REPLY_TIMEOUT_S))
         assert welcome["type"] == protocol.WELCOME
         author = welcome["user"]["name"]

@@ -15,11 +15,10 @@ from channels.db import database_sync_to_async
 from chat.models import Message
 from project.serving import MAX_WEBSOCKET_FRAME_BYTES
 from tests.support.frames import recv_until
+from tests.support.origins import same_origin
 from tests.support.processes import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-ORIGIN = "http://127.0.0.1"
 
 
 async def close_code(ws, timeout: float = 10) -> int | None:
@@ -45,7 +44,7 @@ def events(output: str, name: str) -> list[dict]:
 async def test_frames_over_the_app_limit_get_an_error_and_over_daphnes_limit_are_dropped(daphne):
     server = daphne()
     url = f"{server.ws_url}/ws/chat/"
-    async with websockets.connect(url, origin=ORIGIN, max_size=None) as ws:
+    async with websockets.connect(url, origin=same_origin(url), max_size=None) as ws:
         await recv_until(ws, "welcome")
         await ws.send(json.dumps({"type": "ping", "pad": "x" * 20_000}))
         error = await recv_until(ws, "error")
@@ -57,7 +56,7 @@ async def test_frames_over_the_app_limit_get_an_error_and_over_daphnes_limit_are
         assert (await recv_until(ws, "error"))["code"] == "body_too_long"
         await ws.send(json.dumps({"type": "ping", "t": 1}))
         assert (await recv_until(ws, "pong"))["t"] == 1  # both answered, the socket stays
-    async with websockets.connect(url, origin=ORIGIN, max_size=None) as ws:
+    async with websockets.connect(url, origin=same_origin(url), max_size=None) as ws:
         await recv_until(ws, "welcome")
         await ws.send("z" * (MAX_WEBSOCKET_FRAME_BYTES + 1))
         assert await close_code(ws) in (None, 1009)  # daphne drops it; nothing reaches the app
@@ -70,8 +69,8 @@ async def test_a_flood_is_refused_before_the_database_and_closed_with_4429(daphn
     )
     url = f"{server.ws_url}/ws/chat/"
     async with (
-        websockets.connect(url, origin=ORIGIN) as flooder,
-        websockets.connect(url, origin=ORIGIN) as calm,
+        websockets.connect(url, origin=same_origin(url)) as flooder,
+        websockets.connect(url, origin=same_origin(url)) as calm,
     ):
         for ws, room in ((flooder, "flooded"), (calm, "quiet")):
             await recv_until(ws, "welcome")
@@ -110,14 +109,14 @@ async def test_a_flood_is_refused_before_the_database_and_closed_with_4429(daphn
 async def test_connections_over_the_per_address_cap_are_closed_with_4409(daphne):
     server = daphne(RIPPLE_MAX_CONNECTIONS_PER_IP="3")
     url = f"{server.ws_url}/ws/chat/"
-    opened = [await websockets.connect(url, origin=ORIGIN) for _ in range(3)]
+    opened = [await websockets.connect(url, origin=same_origin(url)) for _ in range(3)]
     try:
         for ws in opened:
             await recv_until(ws, "welcome")
-        async with websockets.connect(url, origin=ORIGIN) as extra:
+        async with websockets.connect(url, origin=same_origin(url)) as extra:
             assert await close_code(extra) == 4409
         await opened[0].close()
-        async with websockets.connect(url, origin=ORIGIN) as replacement:
+        async with websockets.connect(url, origin=same_origin(url)) as replacement:
             await recv_until(replacement, "welcome")  # a freed place can be taken again
     finally:
         for ws in opened:
@@ -149,7 +148,7 @@ def _open_stalled_socket(port: int, room: str) -> socket.socket:
         (
             f"GET /ws/chat/ HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
             f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-            f"Origin: {ORIGIN}\r\n\r\n"
+            f"Origin: http://127.0.0.1:{port}\r\n\r\n"
         ).encode()
     )
     response = b""
@@ -186,7 +185,9 @@ async def test_a_reader_that_stalls_is_closed_past_the_outbound_limit_and_resume
     )
     stalled = await asyncio.to_thread(_open_stalled_socket, server.port, "firehose")
     try:
-        async with websockets.connect(f"{server.ws_url}/ws/chat/", origin=ORIGIN) as poster:
+        async with websockets.connect(
+            f"{server.ws_url}/ws/chat/", origin=same_origin(f"{server.ws_url}/ws/chat/")
+        ) as poster:
             await recv_until(poster, "welcome")
             await poster.send(json.dumps({"type": "subscribe", "room": "firehose"}))
             await recv_until(poster, "subscribed")
@@ -222,7 +223,9 @@ async def test_a_reader_that_stalls_is_closed_past_the_outbound_limit_and_resume
     # What the stalled client did get, it can resume from: every later message arrives.
     seqs = [int(s) for s in re.findall(rb'"type":"message","room":"firehose","seq":(\d+)', received)]
     last = max(seqs, default=0)
-    async with websockets.connect(f"{server.ws_url}/ws/chat/", origin=ORIGIN, max_size=None) as back:
+    async with websockets.connect(
+        f"{server.ws_url}/ws/chat/", origin=same_origin(f"{server.ws_url}/ws/chat/"), max_size=None
+    ) as back:
         await recv_until(back, "welcome")
         await back.send(json.dumps({"type": "subscribe", "room": "firehose", "since": last}))
         resumed = await recv_until(back, "subscribed", timeout=20)
@@ -231,7 +234,8 @@ async def test_a_reader_that_stalls_is_closed_past_the_outbound_limit_and_resume
     seqs = [m["seq"] for m in resumed["messages"]]
     assert seqs == list(range(sent - len(seqs) + 1, sent + 1))
     assert resumed["complete"] is (seqs[:1] == [last + 1])
-    assert len(json.dumps(resumed["messages"])) <= 512 * 1024
+    # Measured as the server counts it: compact JSON, in bytes.
+    assert len(json.dumps(resumed["messages"], separators=(",", ":")).encode()) <= 512 * 1024
 
 
 async def test_a_socket_is_closed_with_4401_when_its_session_expires(daphne):
@@ -248,7 +252,9 @@ async def test_a_socket_is_closed_with_4401_when_its_session_expires(daphne):
     await database_sync_to_async(Session.objects.filter(session_key=key).update)(expire_date=soon)
     headers = {"Cookie": f"sessionid={key}"}
     async with websockets.connect(
-        f"{server.ws_url}/ws/chat/", origin=ORIGIN, additional_headers=headers
+        f"{server.ws_url}/ws/chat/",
+        origin=same_origin(f"{server.ws_url}/ws/chat/"),
+        additional_headers=headers,
     ) as ws:
         assert (await recv_until(ws, "welcome"))["user"] == {"name": "gus", "authenticated": True}
         assert await close_code(ws, timeout=10) == 4401
@@ -267,14 +273,14 @@ async def test_a_users_sockets_share_a_cap_and_a_message_bucket(daphne):
     url = f"{server.ws_url}/ws/chat/"
     headers = {"Cookie": f"sessionid={key}"}
     async with (
-        websockets.connect(url, origin=ORIGIN, additional_headers=headers) as first,
-        websockets.connect(url, origin=ORIGIN, additional_headers=headers) as second,
+        websockets.connect(url, origin=same_origin(url), additional_headers=headers) as first,
+        websockets.connect(url, origin=same_origin(url), additional_headers=headers) as second,
     ):
         for ws in (first, second):
             await recv_until(ws, "welcome")
             await ws.send(json.dumps({"type": "subscribe", "room": "shared"}))
             await recv_until(ws, "subscribed")
-        async with websockets.connect(url, origin=ORIGIN, additional_headers=headers) as third:
+        async with websockets.connect(url, origin=same_origin(url), additional_headers=headers) as third:
             assert await close_code(third) == 4409  # a third socket for the same user
         # Three messages from the user's two sockets empty the user's bucket.
         for i, ws in enumerate((first, second, first)):

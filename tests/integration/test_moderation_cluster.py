@@ -11,12 +11,11 @@ import websockets
 
 from chat.models import Message
 from tests.support.frames import recv_until
+from tests.support.origins import same_origin
 from tests.support.processes import ROOT
 from tests.support.sessions import logged_in_session
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-ORIGIN = "http://127.0.0.1"
 
 
 def moderate(action: str, arg: str, env: dict[str, str]) -> None:
@@ -42,7 +41,7 @@ def worker_env(live_database_url, redis_url):
 
 
 async def subscribed_socket(url: str, room: str, headers=None):
-    ws = await websockets.connect(url, origin=ORIGIN, additional_headers=headers)
+    ws = await websockets.connect(url, origin=same_origin(url), additional_headers=headers)
     await recv_until(ws, "welcome", 5)
     await ws.send(json.dumps({"type": "subscribe", "room": room}))
     await recv_until(ws, "subscribed", 5)

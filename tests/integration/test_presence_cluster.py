@@ -8,10 +8,10 @@ import pytest
 import websockets
 
 from tests.support.frames import recv_until
+from tests.support.origins import same_origin
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-ORIGIN = "http://127.0.0.1"
 FAST_PRESENCE = {
     "RIPPLE_PRESENCE_TTL_S": "1.5",
     "RIPPLE_PRESENCE_GRACE_S": "0.2",
@@ -21,7 +21,7 @@ FAST_PRESENCE = {
 
 
 async def join(url: str, room: str):
-    ws = await websockets.connect(url, origin=ORIGIN)
+    ws = await websockets.connect(url, origin=same_origin(url))
     welcome = await recv_until(ws, "welcome")
     await ws.send(json.dumps({"type": "subscribe", "room": room}))
     subscribed = await recv_until(ws, "subscribed")

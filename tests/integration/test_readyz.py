@@ -12,12 +12,11 @@ import websockets
 from channels.db import database_sync_to_async
 
 from chat import dashboard
+from tests.support.origins import same_origin
 from tests.support.processes import RedisServer, wait_until
 from tests.support.sessions import logged_in_session
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-ORIGIN = "http://127.0.0.1"
 
 
 class RedisOnPort(RedisServer):
@@ -113,12 +112,12 @@ async def test_one_dashboard_shows_the_sockets_of_two_processes(daphne, redis_se
     key = await database_sync_to_async(staff_session)()
     pids = {first.pid, second.pid}
     async with (
-        websockets.connect(f"{first.ws_url}/ws/chat/", origin=ORIGIN),
-        websockets.connect(f"{second.ws_url}/ws/chat/", origin=ORIGIN),
-        websockets.connect(f"{second.ws_url}/ws/chat/", origin=ORIGIN),
+        websockets.connect(f"{first.ws_url}/ws/chat/", origin=same_origin(f"{first.ws_url}/ws/chat/")),
+        websockets.connect(f"{second.ws_url}/ws/chat/", origin=same_origin(f"{second.ws_url}/ws/chat/")),
+        websockets.connect(f"{second.ws_url}/ws/chat/", origin=same_origin(f"{second.ws_url}/ws/chat/")),
         websockets.connect(
             f"{first.ws_url}/ws/admin/dashboard/",
-            origin=ORIGIN,
+            origin=same_origin(f"{first.ws_url}/ws/admin/dashboard/"),
             additional_headers={"Cookie": f"sessionid={key}"},
         ) as board,
     ):

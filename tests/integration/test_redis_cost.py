@@ -7,9 +7,9 @@ import pytest
 import redis
 import websockets
 
-pytestmark = pytest.mark.django_db(transaction=True)
+from tests.support.origins import same_origin
 
-ORIGIN = "http://127.0.0.1"
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def command_calls(client: redis.Redis) -> dict[str, int]:
@@ -20,7 +20,7 @@ def command_calls(client: redis.Redis) -> dict[str, int]:
 async def subscribe_many(url: str, room: str, count: int) -> list:
     sockets = []
     for _ in range(count):
-        ws = await websockets.connect(url, origin=ORIGIN)
+        ws = await websockets.connect(url, origin=same_origin(url))
         sockets.append(ws)
         await ws.recv()  # welcome
         await ws.send(json.dumps({"type": "subscribe", "room": room}))

@@ -7,10 +7,10 @@ import pytest
 import websockets
 
 from tests.support.frames import recv_until
+from tests.support.origins import same_origin
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-ORIGIN = "http://127.0.0.1"
 # The tail check would deliver a message the layer lost within 5 s; these tests must see the
 # layer itself deliver, so it is pushed out of reach.
 LAYER_ONLY = {"RIPPLE_TAIL_CHECK_S": "600"}
@@ -27,8 +27,10 @@ async def test_messages_cross_processes_once_and_in_order(daphne, redis_url, lay
     second = daphne(REDIS_URL=redis_url, **layer)
     room = "across"
     async with (
-        websockets.connect(f"{first.ws_url}/ws/chat/", origin=ORIGIN) as ann,
-        websockets.connect(f"{second.ws_url}/ws/chat/", origin=ORIGIN) as bob,
+        websockets.connect(f"{first.ws_url}/ws/chat/", origin=same_origin(f"{first.ws_url}/ws/chat/")) as ann,
+        websockets.connect(
+            f"{second.ws_url}/ws/chat/", origin=same_origin(f"{second.ws_url}/ws/chat/")
+        ) as bob,
     ):
         for ws in (ann, bob):
             await recv_until(ws, "welcome")
@@ -58,7 +60,9 @@ async def test_messages_cross_processes_once_and_in_order(daphne, redis_url, lay
         assert seen["ann"] == seen["bob"]
 
     # A client that moves to the other process resumes with no gap.
-    async with websockets.connect(f"{second.ws_url}/ws/chat/", origin=ORIGIN) as moved:
+    async with websockets.connect(
+        f"{second.ws_url}/ws/chat/", origin=same_origin(f"{second.ws_url}/ws/chat/")
+    ) as moved:
         await recv_until(moved, "welcome")
         await moved.send(json.dumps({"type": "subscribe", "room": room, "since": 35}))
         subscribed = await recv_until(moved, "subscribed")
@@ -70,8 +74,12 @@ async def test_idle_sockets_survive_past_the_redis_read_timeout(daphne, redis_ur
     server = daphne(REDIS_URL=redis_url, **layer)
     other = daphne(REDIS_URL=redis_url, **layer)
     async with (
-        websockets.connect(f"{server.ws_url}/ws/chat/", origin=ORIGIN) as idle,
-        websockets.connect(f"{other.ws_url}/ws/chat/", origin=ORIGIN) as talker,
+        websockets.connect(
+            f"{server.ws_url}/ws/chat/", origin=same_origin(f"{server.ws_url}/ws/chat/")
+        ) as idle,
+        websockets.connect(
+            f"{other.ws_url}/ws/chat/", origin=same_origin(f"{other.ws_url}/ws/chat/")
+        ) as talker,
     ):
         for ws in (idle, talker):
             await recv_until(ws, "welcome")

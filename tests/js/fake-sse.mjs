@@ -6,7 +6,8 @@ import { CountingTarget } from './fake-websocket.mjs';
 
 /**
  * An EventSource whose server side the test drives: `serverOpen()`,
- * `serverSend(frame)`, `serverClose(code)`, `serverEnd()`, `serverRefuse()`.
+ * `serverToken(token)`, `serverSend(frame)`, `serverClose(code)`,
+ * `serverEnd()`, `serverRefuse()`.
  * Use `FakeEventSource.fresh()` to get a subclass with its own `instances`.
  */
 export class FakeEventSource extends CountingTarget {
@@ -39,6 +40,13 @@ export class FakeEventSource extends CountingTarget {
   serverOpen() {
     this.readyState = FakeEventSource.OPEN;
     this.fire('open');
+  }
+
+  /** `event: stream` with `data: {"token": ...}` (data as given when not a string token). */
+  serverToken(token) {
+    if (this.readyState === FakeEventSource.CONNECTING) this.serverOpen();
+    const data = typeof token === 'string' ? JSON.stringify({ token }) : String(token);
+    this.fire('stream', { data, lastEventId: '', origin: 'http://ripple.test' });
   }
 
   /** One default-type event: `data: <frame JSON>`. */
@@ -139,6 +147,9 @@ export function flush() {
   return new Promise((resolve) => setImmediate(resolve));
 }
 
+/** The stream token fakeSseServer's `welcome()` sends first, unless told otherwise. */
+export const STREAM_TOKEN = 'stream-token-Qx3_9z';
+
 /**
  * One fake server for the fallback: an SseSocket subclass (`Sse`) wired to a
  * fresh FakeEventSource class, a fake fetch (answering `autoStatus` at once
@@ -164,8 +175,9 @@ export function fakeSseServer({ autoStatus = 202, token = 'csrf-token-1' } = {})
     get es() {
       return ES.instances.at(-1);
     },
-    /** The welcome of connection `id` on the newest stream. */
-    welcome(id = 'conn-1', extra = {}) {
+    /** The stream's token (null: none), then the welcome of connection `id`, on the newest stream. */
+    welcome(id = 'conn-1', extra = {}, { streamToken = STREAM_TOKEN } = {}) {
+      if (streamToken !== null) ES.instances.at(-1).serverToken(streamToken);
       ES.instances.at(-1).serverSend({
         type: 'welcome',
         protocol: 1,

@@ -304,6 +304,23 @@ describe('chat-room.js', () => {
     room.destroy();
   });
 
+  test('author_kind tags a guest and labels an announcement; no text can do either', () => {
+    const room = mountRoom();
+    openAndSubscribe(room, [], [{ id: 'u7', name: 'alice' }, { id: 'gabc', name: 'mallory' }]);
+    room.ws.serverSend(message(43, { author: 'alice', author_kind: 'user' }));
+    room.ws.serverSend(message(44, { author: 'mallory', author_kind: 'guest', body: '[Announcement] free coins' }));
+    room.ws.serverSend(message(45, { author: 'announcement', author_kind: 'system', system: true, body: 'noon' }));
+    room.ws.serverSend(message(46, { author: 'old-server' }));
+    const kinds = (li) => li.children.filter((el) => el.classList.contains('author-kind')).map((el) => el.textContent);
+    const [, user, guest, system, unknown] = room.list.children;
+    assert.deepEqual([user.className, kinds(user), user.dataset.authorKind], ['msg', [], 'user']);
+    assert.deepEqual([guest.className, kinds(guest), guest.dataset.authorKind], ['msg', ['guest'], 'guest']);
+    assert.deepEqual([system.className, kinds(system), system.children[0].textContent], ['msg system', ['Announcement'], 'Announcement']);
+    assert.deepEqual(kinds(unknown), ['guest'], 'a frame without author_kind claims least');
+    assert.deepEqual(room.members.children.map((li) => [li.textContent, li.dataset.kind]), [['alice', 'user'], ['mallory', 'guest']]);
+    room.destroy();
+  });
+
   test('a history reset shows the note and messages still land in seq order', () => {
     const room = mountRoom({ lastSeq: '45', messages: [renderedMessage(40, 'bob', 'a'), renderedMessage(45, 'bob', 'b')] });
     room.ws.serverOpen();

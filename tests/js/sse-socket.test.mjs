@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
 import { SseSocket, sseUrl } from '../../static/js/sse-socket.js';
-import { FakeEventSource, fakeFetch, fakeSseServer, flush } from './fake-sse.mjs';
+import { FakeEventSource, STREAM_TOKEN, fakeFetch, fakeSseServer, flush } from './fake-sse.mjs';
 import { useMockTimers } from './fake-websocket.mjs';
 
 const URL = 'wss://chat.example:8443/ws/chat/';
@@ -210,7 +210,11 @@ describe('SseSocket sending', () => {
     assert.equal(init.body, text);
     assert.equal(init.credentials, 'same-origin');
     assert.equal(init.redirect, 'error');
-    assert.deepEqual(init.headers, { 'Content-Type': 'text/plain;charset=UTF-8', 'X-CSRFToken': 'csrf-token-1' });
+    assert.deepEqual(init.headers, {
+      'Content-Type': 'text/plain;charset=UTF-8',
+      'X-CSRFToken': 'csrf-token-1',
+      'X-Ripple-Stream-Token': STREAM_TOKEN,
+    });
   });
 
   test('the connection id is URL-encoded', () => {
@@ -248,7 +252,7 @@ describe('SseSocket sending', () => {
     const ctx = opened({ autoStatus: 202, token: null });
     ctx.socket.send('{}');
     await flush();
-    assert.deepEqual(ctx.fetch.calls[0].init.headers, { 'Content-Type': 'text/plain;charset=UTF-8' });
+    assert.deepEqual(ctx.fetch.calls[0].init.headers, { 'Content-Type': 'text/plain;charset=UTF-8', 'X-Ripple-Stream-Token': STREAM_TOKEN });
   });
 
   test('a POST that fails on the network is error, then close 1006; later frames are dropped', async () => {
@@ -327,6 +331,70 @@ describe('SseSocket sending', () => {
   });
 });
 
+describe('SseSocket stream token', () => {
+  test('the token of event: stream, before welcome, goes in X-Ripple-Stream-Token on every POST, never in a URL', async () => {
+    const ctx = setup({ autoStatus: 202 });
+    ctx.es.serverToken('tok-A1_b2');
+    assert.deepEqual(ctx.events, [], 'the token event is not a frame');
+    assert.equal(ctx.socket.readyState, SseSocket.CONNECTING);
+    ctx.welcome('conn-7', {}, { streamToken: null });
+    for (const n of [1, 2, 3]) ctx.socket.send(`{"n":${n}}`);
+    await flush();
+    await flush();
+    assert.equal(ctx.fetch.calls.length, 3);
+    for (const call of ctx.fetch.calls) {
+      assert.equal(call.init.headers['X-Ripple-Stream-Token'], 'tok-A1_b2');
+      assert.ok(!call.url.includes('tok-A1_b2'));
+      assert.ok(!call.init.body.includes('tok-A1_b2'));
+    }
+    assert.ok(!ctx.es.url.includes('tok-A1_b2'));
+  });
+
+  test('the token is not part of any message the page sees', () => {
+    const ctx = opened();
+    assert.deepEqual(ctx.types(), ['open', 'message']);
+    assert.ok(ctx.events.every((event) => !String(event.data ?? '').includes(STREAM_TOKEN)));
+  });
+
+  test('only the first token before welcome counts; one after welcome is ignored', async () => {
+    const ctx = setup({ autoStatus: 202 });
+    ctx.es.serverToken('first');
+    ctx.es.serverToken('second');
+    ctx.welcome('conn-7', {}, { streamToken: null });
+    ctx.es.serverToken('late');
+    ctx.socket.send('{}');
+    await flush();
+    assert.equal(ctx.fetch.calls[0].init.headers['X-Ripple-Stream-Token'], 'first');
+    assert.equal(ctx.socket.readyState, SseSocket.OPEN);
+  });
+
+  test('a stream without a token (or an unreadable one) gets POSTs without the header, and stays open', async () => {
+    for (const token of [null, 'not json', '{"token": 7}', '{"token": ""}', '[]']) {
+      const ctx = setup({ autoStatus: 202 });
+      if (token !== null) ctx.es.fire('stream', { data: token });
+      ctx.welcome('conn-7', {}, { streamToken: null });
+      ctx.socket.send('{}');
+      await flush();
+      assert.deepEqual(ctx.fetch.calls[0].init.headers, { 'Content-Type': 'text/plain;charset=UTF-8', 'X-CSRFToken': 'csrf-token-1' }, String(token));
+      assert.deepEqual(ctx.types(), ['open', 'message'], String(token));
+    }
+  });
+
+  test('a new connection (a new SseSocket) uses its own stream\'s token, not the last one', async () => {
+    const server = fakeSseServer({ autoStatus: 202 });
+    const first = new server.Sse(URL);
+    server.welcome('conn-1', {}, { streamToken: 'token-one' });
+    first.close();
+    const second = new server.Sse(URL);
+    server.welcome('conn-2', {}, { streamToken: 'token-two' });
+    second.send('{}');
+    await flush();
+    assert.equal(server.fetch.calls.length, 1);
+    assert.equal(server.fetch.calls[0].init.headers['X-Ripple-Stream-Token'], 'token-two');
+    assert.ok(server.fetch.calls[0].url.endsWith('connection=conn-2'));
+  });
+});
+
 describe('SseSocket cleanup', () => {
   test('after any ending no listener is left on the EventSource and no timer runs', async () => {
     const endings = {
@@ -340,7 +408,7 @@ describe('SseSocket cleanup', () => {
     };
     for (const [name, end] of Object.entries(endings)) {
       const ctx = opened();
-      assert.equal(ctx.es.listenerCount(), 3, name);
+      assert.equal(ctx.es.listenerCount(), 4, name);
       end(ctx);
       await flush();
       assert.equal(ctx.es.listenerCount(), 0, name);

@@ -33,7 +33,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Origin
 
-ORIGIN = "http://127.0.0.1"
+from tests.support.origins import same_origin
 
 # Close codes as the client records them (docs/protocol.md).
 CLOSE_ABNORMAL = 1006
@@ -112,7 +112,7 @@ class ChatClient:
         room: str,
         name: str,
         session_cookie: str | None = None,
-        origin: str = ORIGIN,
+        origin: str | None = None,
         since: int | None = 0,
         backoff_base_s: float = 0.05,
         backoff_max_s: float = 1.0,
@@ -339,7 +339,8 @@ class ChatClient:
         try:
             ws = await connect(
                 url if "/ws/" in url else f"{url.rstrip('/')}/ws/chat/",
-                origin=Origin(self.origin),
+                # A page's own origin, as a browser sends it (unless the test chose another).
+                origin=Origin(self.origin or same_origin(url)),
                 additional_headers=headers,
                 open_timeout=self.connect_timeout_s,
                 # A browser answers protocol pings but never sends them: liveness is the

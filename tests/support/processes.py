@@ -166,6 +166,8 @@ class DaphneServer(ManagedProcess):
         full_env.pop("DJANGO_SETTINGS_MODULE", None)
         full_env["DJANGO_SETTINGS_MODULE"] = "project.settings"
         full_env["PYTHONUNBUFFERED"] = "1"
+        # Tests load pages and /static/ from daphne itself, with DEBUG off: no nginx, no collectstatic.
+        full_env.setdefault("RIPPLE_SERVE_STATIC", "1")
         super().__init__(
             f"daphne-{self.port}",
             [

@@ -1,5 +1,10 @@
 """A test client for the HTTP fallback (chat/sse.py): the event stream over a raw HTTP/1.1
-connection, frames over POST with the session and CSRF token a browser page would have."""
+connection, frames over POST with the session and CSRF token a browser page would have.
+
+Each stream's token (its ``event: stream``, before ``welcome``) is kept in ``STREAM_TOKENS`` by
+connection id, and a POST carries the token of the stream it names unless told otherwise, as
+the bundled client does; a test that plays a stranger passes ``stream_token`` itself.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,11 @@ from http.cookies import SimpleCookie
 from typing import Any
 
 CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]+)">')
+STREAM_TOKEN_HEADER = "X-Ripple-Stream-Token"
+# Maps the connection id of each stream this process opened to that stream's token.
+STREAM_TOKENS: dict[str, str] = {}
+# ``stream_token`` default: the token of the stream the POST names, if this process opened it.
+KNOWN_TOKEN = "<the stream's own>"
 
 
 def page_credentials(
@@ -45,9 +55,13 @@ class SseStream:
         self.last_event_id = last_event_id
         # Sent with the GET as they are (e.g. Sec-Fetch-Site).
         self.extra_headers: dict[str, str] = {}
+        # "latin1" sends characters up to U+00FF as one byte each, as the server reads them.
+        self.header_encoding = "utf-8"
         self.status: int | None = None
         self.close_code: int | None = None
         self.connection_id: str | None = None
+        # From the stream's first event (``event: stream``), which only this client sees.
+        self.token: str | None = None
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._chunked = False
@@ -66,7 +80,7 @@ class SseStream:
         if self.last_event_id is not None:
             lines.append(f"Last-Event-ID: {self.last_event_id}")
         lines.extend(f"{name}: {value}" for name, value in self.extra_headers.items())
-        self._writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+        self._writer.write(("\r\n".join(lines) + "\r\n\r\n").encode(self.header_encoding))
         await self._writer.drain()
         head = await asyncio.wait_for(self._reader.readuntil(b"\r\n\r\n"), 10)
         status_line, *headers = head.decode("latin1").split("\r\n")
@@ -119,17 +133,23 @@ class SseStream:
 
     async def frame(self, timeout: float = 5) -> dict[str, Any] | None:
         """The next server frame; None once the server closed (``close_code`` says how)."""
-        found = await self.event(timeout)
-        if found is None:
-            return None
-        kind, data = found
-        if kind == "close":
-            self.close_code = json.loads(data)["code"]
-            return None
-        frame = json.loads(data)
-        if frame["type"] == "welcome":
-            self.connection_id = frame["connection_id"]
-        return frame
+        while True:
+            found = await self.event(timeout)
+            if found is None:
+                return None
+            kind, data = found
+            if kind == "stream":
+                self.token = json.loads(data)["token"]
+                continue
+            if kind == "close":
+                self.close_code = json.loads(data)["code"]
+                return None
+            frame = json.loads(data)
+            if frame["type"] == "welcome":
+                self.connection_id = frame["connection_id"]
+                if self.token is not None:
+                    STREAM_TOKENS[frame["connection_id"]] = self.token
+            return frame
 
     async def frame_of(self, frame_type: str, timeout: float = 5) -> dict[str, Any]:
         async with asyncio.timeout(timeout):
@@ -147,29 +167,45 @@ class SseStream:
 
 
 def post_frame(
-    http_url: str, connection_id: str, frame: dict[str, Any] | str, credentials: dict[str, str], origin: str
+    http_url: str,
+    connection_id: str,
+    frame: dict[str, Any] | str,
+    credentials: dict[str, str],
+    origin: str,
+    stream_token: str | None = KNOWN_TOKEN,
 ) -> tuple[int, dict[str, Any]]:
     """``POST /sse/chat/send/``: the status and JSON answer."""
     body = frame if isinstance(frame, str) else json.dumps(frame)
-    return post_bytes(http_url, connection_id, body.encode(), credentials, origin)
+    return post_bytes(http_url, connection_id, body.encode(), credentials, origin, stream_token)
 
 
 def post_bytes(
-    http_url: str, connection_id: str, body: bytes, credentials: dict[str, str], origin: str | None = None
+    http_url: str,
+    connection_id: str,
+    body: bytes,
+    credentials: dict[str, str],
+    origin: str | None = None,
+    stream_token: str | None = KNOWN_TOKEN,
 ) -> tuple[int, dict[str, Any]]:
-    """``POST /sse/chat/send/`` with any body: the status and JSON answer."""
+    """``POST /sse/chat/send/`` with any body: the status and JSON answer.
+
+    ``stream_token``: by default the token of the stream ``connection_id`` names (none when this
+    process did not open it); None sends no token header; any other text is sent as it is.
+    """
     origin = origin or http_url
+    if stream_token == KNOWN_TOKEN:
+        stream_token = STREAM_TOKENS.get(connection_id)
+    headers = {
+        "Content-Type": "text/plain;charset=UTF-8",
+        "Cookie": credentials["cookie"],
+        "X-CSRFToken": credentials["token"],
+        "Origin": origin,
+        "Referer": f"{origin}/",
+    }
+    if stream_token is not None:
+        headers[STREAM_TOKEN_HEADER] = stream_token
     request = urllib.request.Request(
-        f"{http_url}/sse/chat/send/?connection={connection_id}",
-        data=body,
-        method="POST",
-        headers={
-            "Content-Type": "text/plain;charset=UTF-8",
-            "Cookie": credentials["cookie"],
-            "X-CSRFToken": credentials["token"],
-            "Origin": origin,
-            "Referer": f"{origin}/",
-        },
+        f"{http_url}/sse/chat/send/?connection={connection_id}", data=body, method="POST", headers=headers
     )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:

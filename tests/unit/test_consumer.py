@@ -9,7 +9,7 @@ from channels.testing import WebsocketCommunicator
 from chat import hub, services
 from chat.models import Message, Room
 from project.asgi import application
-from tests.conftest import no_tasks_but_current
+from tests.conftest import ORIGIN_HEADERS, no_tasks_but_current
 from tests.support.sessions import logged_in_session
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -60,7 +60,8 @@ async def test_two_clients_see_each_others_messages_in_order(ws_client):
         assert seen["ann"] == seen["bob"]
         assert sorted(m["body"] for m in seen["ann"]) == ["a0", "a1", "a2", "b0", "b1", "b2"]
         first = seen["ann"][0]
-        assert set(first) == {"type", "room", "seq", "author", "body", "sent_at", "client_id"}
+        assert set(first) == {"type", "room", "seq", "author", "author_kind", "body", "sent_at", "client_id"}
+        assert first["author_kind"] == "guest"
         assert first["sent_at"].endswith("Z")
 
 
@@ -371,7 +372,7 @@ async def test_tail_check_delivers_a_dropped_last_message(ws_client, settings):
 
 
 async def test_echo_endpoint_behaves_like_the_tutorial_server():
-    communicator = WebsocketCommunicator(application, "/ws/echo/")
+    communicator = WebsocketCommunicator(application, "/ws/echo/", headers=ORIGIN_HEADERS)
     connected, _ = await communicator.connect()
     assert connected
     assert await communicator.receive_from() == "Hello Client"

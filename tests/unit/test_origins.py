@@ -1,12 +1,20 @@
-"""The Origin allowlist: exact origins from RIPPLE_ALLOWED_ORIGINS, else ALLOWED_HOSTS."""
+"""The Origin allowlist: exact origins from RIPPLE_ALLOWED_ORIGINS, else the site's own origin exactly."""
 
 import pytest
 from channels.testing import WebsocketCommunicator
 
-from chat.origins import normalized, origin_allowed
+from chat.origins import normalized, origin_allowed, own_origin
 from project.asgi import application
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def scope(host: str | None = "chat.example.com", scheme: str = "ws") -> dict:
+    headers = [(b"host", host.encode())] if host is not None else []
+    return {"type": "websocket", "scheme": scheme, "headers": headers}
+
+
+SCOPE = scope()
 
 
 def test_origins_are_compared_by_scheme_host_and_port():
@@ -18,9 +26,9 @@ def test_origins_are_compared_by_scheme_host_and_port():
 
 def test_an_explicit_allowlist_admits_exactly_its_origins(settings):
     settings.RIPPLE_ALLOWED_ORIGINS = ["https://chat.example.com", "http://localhost:8000"]
-    assert origin_allowed("https://chat.example.com")
-    assert origin_allowed("https://chat.example.com:443")
-    assert origin_allowed("http://localhost:8000")
+    assert origin_allowed("https://chat.example.com", SCOPE)
+    assert origin_allowed("https://chat.example.com:443", SCOPE)
+    assert origin_allowed("http://localhost:8000", SCOPE)
     for refused in (
         "http://chat.example.com",  # another scheme
         "https://chat.example.com:8443",  # another port
@@ -30,16 +38,38 @@ def test_an_explicit_allowlist_admits_exactly_its_origins(settings):
         None,
         "",
     ):
-        assert not origin_allowed(refused), refused
+        assert not origin_allowed(refused, SCOPE), refused
 
 
-def test_without_an_allowlist_the_allowed_hosts_decide(settings):
+def test_without_an_allowlist_only_the_sites_own_origin_passes(settings):
+    settings.RIPPLE_ALLOWED_ORIGINS = []
+    settings.ALLOWED_HOSTS = ["chat.example.com", "localhost", "[::1]"]
+    settings.DJANGO_HTTPS = False
+    assert origin_allowed("http://chat.example.com", scope("chat.example.com"))
+    assert origin_allowed("http://chat.example.com:80", scope("chat.example.com"))
+    assert origin_allowed("http://localhost:8000", scope("localhost:8000"))
+    assert origin_allowed("http://[::1]:8000", scope("[::1]:8000"))
+    assert origin_allowed("https://chat.example.com", scope("chat.example.com", scheme="wss"))
+    for refused, host in (
+        ("http://localhost:8001", "localhost:8000"),  # another port of the same host
+        ("https://localhost:8000", "localhost:8000"),  # another scheme
+        ("http://chat.example.com", "localhost:8000"),  # another allowed host
+        ("http://evil.example.com", "evil.example.com"),  # a host not allowed
+        ("http://localhost:8000", "localhost:8000:1"),
+        ("http://localhost:8000", None),
+        (None, "localhost:8000"),
+        ("null", "localhost:8000"),
+    ):
+        assert not origin_allowed(refused, scope(host)), (refused, host)
+
+
+def test_behind_tls_the_sites_own_origin_is_https(settings):
     settings.RIPPLE_ALLOWED_ORIGINS = []
     settings.ALLOWED_HOSTS = ["chat.example.com"]
-    assert origin_allowed("https://chat.example.com")
-    assert origin_allowed("http://chat.example.com:8080")
-    assert not origin_allowed("https://evil.example.com")
-    assert not origin_allowed(None)
+    settings.DJANGO_HTTPS = True
+    assert own_origin(scope("chat.example.com")) == ("https", "chat.example.com", 443)
+    assert origin_allowed("https://chat.example.com", scope("chat.example.com"))
+    assert not origin_allowed("http://chat.example.com", scope("chat.example.com"))
 
 
 @pytest.mark.parametrize("origin", [b"https://evil.example.com", None])

@@ -96,7 +96,7 @@ def test_the_room_page_and_list_show_a_private_room_to_members_only(client):
     ann = User.objects.create_user("ann", password="pw-long-enough-1")
     User.objects.create_user("bob", password="pw-long-enough-1")
     private_room("vault", ann.pk)
-    Room.objects.create(slug="open")
+    Room.objects.create(slug="open", title="Open")  # listed: it has a title
     client.login(username="bob", password="pw-long-enough-1")
     page = client.get("/rooms/vault/")
     assert page.status_code == 403 and b"secret plans" not in page.content

@@ -17,11 +17,19 @@ class Command(BaseCommand):
     def handle(self, *args, room, text, author, client_id, **options):
         try:
             found = services.room_get_or_create(slug=room)
+            # An operator's post: a system message (author_kind "system", author key "system"),
+            # which no chat user can pass for.
             posted = services.message_post(
-                room=found, author=author, body=text, client_id=client_id or f"cli-{uuid.uuid4().hex}"
+                room=found,
+                author=author,
+                body=text,
+                client_id=client_id or f"cli-{uuid.uuid4().hex}",
+                system=True,
             )
         except protocol.ProtocolError as error:
             raise CommandError(f"{error.code}: {error.message}") from None
+        except services.MessageRejected as error:
+            raise CommandError(f"message_rejected: {error}") from None
         except services.ClientIdConflict:
             raise CommandError("client_id_conflict: that client id is taken in this room") from None
         state = "stored" if posted.created else "already stored"

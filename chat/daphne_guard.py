@@ -1,0 +1,228 @@
+"""Guards on daphne's transport, where the application cannot see (docs/security.md).
+
+daphne hands the application a request once it is whole and a message once its last fragment
+arrived, and autobahn answers protocol pings by itself. What happens before (a request
+trickling in a byte at a time, a message split into thousands of fragments, pings from a peer
+that never reads the pongs) costs the worker memory and sockets without the application ever
+hearing of it. The subclasses here close those gaps, and let a refused handshake say why:
+
+- an HTTP request (a WebSocket upgrade included) must be whole within
+  ``RIPPLE_REQUEST_TIMEOUT_S`` of its connection opening, or of the previous response ending;
+  otherwise 408 and the connection is closed. Responses (the SSE stream, sockets) are not timed.
+- a ping is answered only while the socket's unsent backlog is within
+  ``RIPPLE_MAX_OUTBOUND_BYTES``; a peer that keeps pinging past it is closed with 4509 and
+  dropped soon after (it is not reading, so the close frame may never reach it).
+- an incoming message is limited to ``MAX_WEBSOCKET_INCOMING_MESSAGE_BYTES`` (the frame
+  limit), counted as its fragments begin; daphne's own limit stays at 4 MiB for what it sends.
+- ``{"type": "websocket.close", "reason": ..., "status": ...}`` before the accept becomes an
+  HTTP refusal naming the reason (``X-Ripple-Refusal`` and a text body).
+
+``install()`` makes daphne's ``Server.run()`` build these: project/asgi.py calls it when daphne
+is the server, which imports the application before it builds its factories.
+"""
+
+from __future__ import annotations
+
+import re
+from http import HTTPStatus
+from typing import Any
+
+import daphne.server
+from autobahn.twisted.websocket import ConnectionDeny
+from daphne.http_protocol import HTTPFactory
+from daphne.ws_protocol import WebSocketFactory, WebSocketProtocol
+from django.conf import settings
+from twisted.internet.protocol import connectionDone
+from twisted.python.failure import Failure
+from twisted.web.http import HTTPChannel, _GenericHTTPChannelProtocol
+
+from project.serving import MAX_WEBSOCKET_INCOMING_MESSAGE_BYTES
+
+from .limits import transport_backlog_bytes
+from .logs import log_event
+from .protocol import CLOSE_TOO_SLOW
+
+# After a connection is told to close, how long a peer that does not read gets before the
+# connection is aborted (the close may sit behind a backlog it never takes).
+ABORT_GRACE_S = 1.0
+# Pings left unanswered (backlog over the limit) before the socket is closed. Browsers never
+# send protocol pings; a library client pings every 20 s or so, far from this many in a row.
+UNANSWERED_PINGS_BEFORE_CLOSE = 16
+# Refusal reasons travel in a response header: short tokens only.
+REFUSAL_REASON = re.compile(r"[a-z0-9_]{1,64}")
+REFUSAL_STATUSES = frozenset({403, 404, 429, 503})
+REQUEST_TIMEOUT_BODY = b"408 Request Timeout: the request did not arrive in time\n"
+REQUEST_TIMEOUT_RESPONSE = (
+    b"HTTP/1.1 408 Request Timeout\r\n"
+    b"Content-Type: text/plain; charset=utf-8\r\n"
+    b"Content-Length: " + str(len(REQUEST_TIMEOUT_BODY)).encode() + b"\r\n"
+    b"Connection: close\r\n\r\n" + REQUEST_TIMEOUT_BODY
+)
+
+
+def _peer(transport: Any) -> str | None:
+    peer: Any = transport.getPeer() if transport is not None else None
+    return f"{peer.host}:{peer.port}" if hasattr(peer, "host") and hasattr(peer, "port") else None
+
+
+class DeadlineHTTPChannel(HTTPChannel):
+    """An HTTP/1.1 connection whose requests must each arrive whole within a deadline.
+
+    Twisted's own timeout is an idle timeout (every byte resets it; daphne sets 12 h), so a
+    request sent a byte every few seconds holds a connection open for good. This deadline runs
+    from the connection opening, or from the previous response ending, to the last byte of a
+    request; while a request is being answered there is none.
+    """
+
+    # The pending IDelayedCall, while a request is awaited.
+    _deadline: Any = None
+    # Whether any byte arrived since the deadline was armed: a request begun gets a 408, an
+    # idle keep-alive connection is just closed.
+    _request_begun = False
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self._arm_deadline()
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._deadline is not None and data:
+            self._request_begun = True
+        super().dataReceived(data)
+
+    def allContentReceived(self) -> None:
+        self._disarm_deadline()
+        super().allContentReceived()
+
+    def requestDone(self, request: Any) -> None:
+        # Armed before the buffered next request (if any) is parsed: that one may disarm it.
+        self._arm_deadline()
+        super().requestDone(request)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._disarm_deadline()
+        super().connectionLost(reason)
+
+    def _arm_deadline(self) -> None:
+        self._disarm_deadline()
+        self._request_begun = False
+        self._deadline = self.callLater(settings.RIPPLE_REQUEST_TIMEOUT_S, self._deadline_passed)
+
+    def _disarm_deadline(self) -> None:
+        if self._deadline is not None:
+            if self._deadline.active():
+                self._deadline.cancel()
+            self._deadline = None
+
+    def _deadline_passed(self) -> None:
+        self._deadline = None
+        transport: Any = self.transport
+        if transport is None:
+            return
+        if not (self._request_begun or self.requests):
+            # An idle keep-alive connection: close it once what it was sent has gone out.
+            self.loseConnection()
+            return
+        log_event("request_timeout", client=_peer(transport))
+        transport.write(REQUEST_TIMEOUT_RESPONSE)
+        self._abortingCall = self.callLater(ABORT_GRACE_S, self.forceAbortClient)
+        self.loseConnection()
+
+
+class GuardedHTTPFactory(HTTPFactory):
+    """daphne's HTTP factory, building connections with a request deadline."""
+
+    def protocol(self) -> _GenericHTTPChannelProtocol:  # type: ignore[override]
+        return _GenericHTTPChannelProtocol(DeadlineHTTPChannel())
+
+
+class GuardedWebSocketProtocol(WebSocketProtocol):
+    """daphne's WebSocket protocol with bounded pongs, a small incoming limit and reasoned refusals."""
+
+    # Pings in a row not answered because the backlog was over the limit.
+    unanswered_pings = 0
+    # (HTTP status, reason) of a refusal the application asked for.
+    refusal: tuple[int, str] | None = None
+
+    def onMessageFrameBegin(self, length: int) -> None:
+        super().onMessageFrameBegin(length)
+        total = self.message_data_total_length
+        if not self.failedByMe and total > MAX_WEBSOCKET_INCOMING_MESSAGE_BYTES:
+            # Counted from the frame headers, before any of this frame's payload is kept.
+            self.wasMaxMessagePayloadSizeExceeded = True
+            self._max_message_size_exceeded(
+                total,
+                MAX_WEBSOCKET_INCOMING_MESSAGE_BYTES,
+                f"incoming message of {total} bytes over {MAX_WEBSOCKET_INCOMING_MESSAGE_BYTES}",
+            )
+
+    def onPing(self, payload: bytes) -> None:
+        if self.state != self.STATE_OPEN:
+            return
+        backlog = transport_backlog_bytes(self.transport)
+        if backlog <= settings.RIPPLE_MAX_OUTBOUND_BYTES:
+            self.unanswered_pings = 0
+            self.sendPong(payload)
+            return
+        self.unanswered_pings += 1
+        if self.unanswered_pings < UNANSWERED_PINGS_BEFORE_CLOSE:
+            return
+        log_event("ping_flood", client=_peer(self.transport), buffered=backlog)
+        self.sendClose(code=CLOSE_TOO_SLOW)
+        self.factory.reactor.callLater(ABORT_GRACE_S, self.dropConnection, abort=True)
+
+    def handle_reply(self, message: dict[str, Any]) -> None:
+        if message.get("type") == "websocket.close" and self.state == self.STATE_CONNECTING:
+            reason = message.get("reason")
+            status = message.get("status")
+            self.serverReject(
+                reason=reason if isinstance(reason, str) and REFUSAL_REASON.fullmatch(reason) else "refused",
+                status=status if status in REFUSAL_STATUSES else 403,
+            )
+            return
+        super().handle_reply(message)
+
+    def serverReject(self, reason: str = "refused", status: int = 403) -> None:
+        """Refuse the handshake with ``status``, naming ``reason`` (daphne's says only 403)."""
+        if not hasattr(self, "handshake_deferred"):
+            return  # already answered (the application and the connect timeout both refused)
+        self.refusal = (status, reason)
+        self.handshake_deferred.errback(ConnectionDeny(code=status, reason=reason))
+        del self.handshake_deferred
+        self.server.protocol_disconnected(self)
+        self.server.log_action(
+            "websocket",
+            "rejected",
+            {
+                "path": self.request.path,
+                "client": "%s:%s" % tuple(self.client_addr) if self.client_addr else None,  # noqa: UP031  daphne's format
+            },
+        )
+
+    def sendHttpErrorResponse(self, code: int, reason: str, responseHeaders: Any = None) -> None:
+        if self.refusal is None or self.refusal[0] != code:
+            super().sendHttpErrorResponse(code, reason, responseHeaders)
+            return
+        status, why = self.refusal
+        body = f"{status} {HTTPStatus(status).phrase}: {why}\n".encode()
+        head = [
+            f"HTTP/1.1 {status} {HTTPStatus(status).phrase}",
+            "Content-Type: text/plain; charset=utf-8",
+            f"Content-Length: {len(body)}",
+            f"X-Ripple-Refusal: {why}",
+            "Connection: close",
+        ]
+        if self.factory.server:
+            head.append(f"Server: {self.factory.server}")
+        self.sendData(("\r\n".join(head) + "\r\n\r\n").encode("ascii") + body)
+
+
+class GuardedWebSocketFactory(WebSocketFactory):
+    """daphne's WebSocket factory, building guarded protocols."""
+
+    protocol = GuardedWebSocketProtocol
+
+
+def install() -> None:
+    """Make daphne's ``Server.run()`` build the guarded factories (call before it runs)."""
+    daphne.server.HTTPFactory = GuardedHTTPFactory  # type: ignore[misc]
+    daphne.server.WebSocketFactory = GuardedWebSocketFactory  # type: ignore[misc]

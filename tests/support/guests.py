@@ -1,0 +1,13 @@
+"""Guest sessions for tests that open sockets as a guest with a chosen name (sync; wrap for async)."""
+
+from django.contrib.sessions.backends.db import SessionStore
+
+from chat.identity import GUEST_NAME_KEY
+
+
+def guest_session(name: str) -> str:
+    """Create a session holding the guest name ``name`` (as the name form keeps it); its key."""
+    session = SessionStore()
+    session[GUEST_NAME_KEY] = name
+    session.create()
+    return session.session_key
