@@ -74,14 +74,15 @@ test-js: ## the JavaScript client tests (node --test)
 		echo "!!! SKIPPED: the JavaScript client tests (tests/js) need Node.js 20+, which is not installed !!!" >&2; \
 	fi
 
-lint: $(VENV)/.dev ## ruff lint and format check, mypy type check
+lint: $(VENV)/.dev ## ruff lint and format check, mypy type check, import layers (pyproject.toml)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy chat project
+	$(BIN)/lint-imports
 
 fmt: $(VENV)/.dev ## format the code with ruff
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
 clean: ## remove .venv, caches and local databases
-	rm -rf $(VENV) .pytest_cache .ruff_cache staticfiles db.sqlite3*
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .import_linter_cache staticfiles db.sqlite3*

@@ -1,6 +1,6 @@
 """The processes a benchmark run starts (daphne workers, redis-server), CPU pinning and CPU readings.
 
-Process handling comes from ``tests/support/processes.py``; this module only adds what a
+Process handling comes from ``bench/processes.py``; this module only adds what a
 benchmark needs on top: another ASGI application, a CPU to run on, a clean environment, and
 the CPU time each process used.
 """
@@ -21,9 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.support.processes import ROOT, DaphneServer, RedisServer
+from .processes import RIPPLE_APP, ROOT, DaphneServer, RedisServer
 
-RIPPLE_APP = "project.asgi:application"
 BASELINE_APP = "bench.baseline_asgi:application"
 ASGI_SERVERS = ("daphne", "uvicorn")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django import forms
 from django.conf import settings
 
-from . import protocol
+from . import protocol, services
 from .models import Room
 
 # Shown to the room's subscribers in the ``room_closed`` frame.
@@ -44,10 +44,10 @@ class AnnouncementForm(forms.Form):
         # Browsers send a textarea's line breaks as CRLF; chat clients send LF.
         body = self.cleaned_data["body"].replace("\r\n", "\n")
         try:
-            protocol.check_body(body, max_body_chars=settings.RIPPLE_MAX_BODY_CHARS)
-        except protocol.ProtocolError as error:
-            message = f"{error.message[:1].upper()}{error.message[1:]}."
-            raise forms.ValidationError(message, code=error.code) from error
+            services.message_body_check(body)
+        except services.InvalidMessage as error:
+            text = str(error)
+            raise forms.ValidationError(f"{text[:1].upper()}{text[1:]}.", code=error.reason) from error
         return body
 
 

@@ -44,7 +44,6 @@ class HeartbeatMonitor:
         self.ping_after_s = interval_s + timeout_s / 2
         # Maps each connection to the monotonic time before which it is not pinged again.
         self.next_ping: dict[Watched, float] = {}
-        self.expired_total = 0
         self._task: asyncio.Task | None = None
 
     def register(self, conn: Watched) -> None:
@@ -73,7 +72,6 @@ class HeartbeatMonitor:
                     due.append(conn)
             for conn in expired:
                 self.next_ping.pop(conn, None)
-                self.expired_total += 1
                 await self._call(conn.heartbeat_expired)
             for conn in due:
                 if conn in self.next_ping:

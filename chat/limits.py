@@ -134,7 +134,7 @@ class ConnectionCounter:
 user_message_buckets = SharedBuckets()
 connections_per_user = ConnectionCounter()
 connections_per_address = ConnectionCounter()
-# Rooms created by subscribing (chat/consumers.py): per user or guest session, and per address.
+# Rooms created by subscribing (chat/throttle.py): per user or guest session, and per address.
 room_creations_per_member = ExpiringBuckets()
 room_creations_per_address = ExpiringBuckets()
 

@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar, NotRequired, TypedDict, Unpack
 
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
@@ -21,6 +21,46 @@ from django.utils.module_loading import import_string
 
 from . import hub, protocol, selectors
 from .models import Message, Room
+
+# Refusals: what a caller did wrong, in the terms of rooms and messages. Each way in words them
+# its own way: the consumer maps them to wire codes, the admin form and manage.py post show
+# ``reason`` and ``str(error)``.
+
+
+class InvalidRoomSlug(ValueError):
+    """The slug is not one a room may have (protocol.ROOM_SLUG_RE); ``str(error)`` says why."""
+
+    reason = "invalid_room"
+
+
+class InvalidMessage(ValueError):
+    """A message that cannot be stored: ``field`` is the part at fault, ``reason`` names the rule."""
+
+    field: ClassVar[str] = "body"
+    reason: ClassVar[str]
+
+
+class EmptyBody(InvalidMessage):
+    reason = "body_empty"
+
+
+class BodyTooLong(InvalidMessage):
+    """Longer than RIPPLE_MAX_BODY_CHARS."""
+
+    reason = "body_too_long"
+
+
+class BodyNotStorable(InvalidMessage):
+    """A NUL or a lone surrogate: text some database backend cannot store."""
+
+    reason = "invalid_body"
+
+
+class InvalidClientId(InvalidMessage):
+    """Not a client_id (protocol.CLIENT_ID_RE)."""
+
+    field = "client_id"
+    reason = "invalid_field"
 
 
 class ClientIdConflict(Exception):
@@ -50,7 +90,7 @@ class Posted:
 
 def room_get_or_create(*, slug: str, title: str = "") -> Room:
     if not protocol.ROOM_SLUG_RE.fullmatch(slug):
-        raise protocol.ProtocolError(protocol.INVALID_ROOM, f"{slug[:80]!r} is not a valid room slug")
+        raise InvalidRoomSlug(f"{slug[:80]!r} is not a valid room slug")
     try:
         room, _ = Room.objects.get_or_create(slug=slug, defaults={"title": title})
     except IntegrityError:  # created by a concurrent caller between the get and the create
@@ -85,14 +125,13 @@ def message_store(
     transaction rolls back, ``seq`` included, and the earlier copy is returned, but only to the
     same ``author_key`` (identity.Identity.member_id; "system" for the operators; ``u<id>`` when
     only ``user_id`` is given): anyone else gets ``ClientIdConflict``, whatever name they use.
+    A message that breaks a rule gets an ``InvalidMessage`` before any query.
     """
     if author_key is None:
         author_key = "system" if system else (f"u{user_id}" if user_id is not None else None)
-    protocol.check_body(
-        body, max_body_chars=settings.RIPPLE_MAX_BODY_CHARS, room=room.slug, client_id=client_id
-    )
+    message_body_check(body)
     if not protocol.CLIENT_ID_RE.fullmatch(client_id):
-        raise protocol.ProtocolError(protocol.INVALID_FIELD, "invalid client_id", field="client_id")
+        raise InvalidClientId("invalid client_id")
     now = timezone.now()
     try:
         with transaction.atomic():
@@ -119,6 +158,17 @@ def message_store(
     if not _same_sender(earlier, author_key=author_key, author=author, user_id=user_id):
         raise ClientIdConflict(client_id)
     return Posted(message=earlier, created=False, room_slug=room.slug)
+
+
+def message_body_check(body: str) -> None:
+    """Raise an ``InvalidMessage`` unless ``body`` may be stored: every way of posting checks it."""
+    limit = settings.RIPPLE_MAX_BODY_CHARS
+    if not body.strip():
+        raise EmptyBody("the body is empty")
+    if len(body) > limit:
+        raise BodyTooLong(f"bodies are limited to {limit} characters")
+    if not protocol.body_is_storable(body):
+        raise BodyNotStorable("the body holds NUL or text that is not valid Unicode")
 
 
 def _same_sender(earlier: Message, *, author_key: str | None, author: str, user_id: int | None) -> bool:
@@ -220,32 +270,27 @@ async def amessage_post(
 MessageValidator = Callable[[str, str, str], None]
 
 
-def message_accept(
-    *,
-    room: Room,
-    author: str,
-    user_id: int | None,
-    body: str,
-    client_id: str,
-    system: bool = False,
-    author_key: str | None = None,
-) -> Posted:
+class MessageFields(TypedDict):
+    """``message_store``'s arguments, for the functions that pass them on unchanged."""
+
+    room: Room
+    author: str
+    user_id: int | None
+    body: str
+    client_id: str
+    system: NotRequired[bool]
+    author_key: NotRequired[str | None]
+
+
+def message_accept(**fields: Unpack[MessageFields]) -> Posted:
     """Run the message validators, then ``message_store``; the socket and both posts come here.
 
     System messages (announcements by staff) skip the validators.
     """
-    if not system:
+    if not fields.get("system", False):
         for validator in message_validators():
-            validator(room.slug, author, body)
-    return message_store(
-        room=room,
-        author=author,
-        user_id=user_id,
-        body=body,
-        client_id=client_id,
-        system=system,
-        author_key=author_key,
-    )
+            validator(fields["room"].slug, fields["author"], fields["body"])
+    return message_store(**fields)
 
 
 @functools.cache

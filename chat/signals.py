@@ -3,7 +3,7 @@ ends the subscriptions to it.
 
 The access receivers match models by label, not class, so the historical models of a data
 migration trigger them too. Changes no signal sees (``QuerySet.update``, raw SQL) are caught by
-the hub's periodic re-check (``RIPPLE_ACCESS_RECHECK_S``, chat/hub.py ``_audit_access``).
+the hub's periodic re-check (``RIPPLE_ACCESS_RECHECK_S``, chat/hub/janitor.py ``Janitor.audit_access``).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def close_sockets_on_logout(sender: Any, request: Any, user: Any, **kwargs: Any)
         services.session_end(tag=session_tag(session))
     except Exception:
         # The logout itself must still succeed; the deleted session also fails the socket's
-        # expiry check (consumers.ChatConsumer._session_check).
+        # expiry check (chat/session_watch.py).
         logger.warning("telling the workers about a logout failed", exc_info=True)
 
 

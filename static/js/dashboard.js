@@ -7,7 +7,9 @@
  * `textContent`, never as HTML.
  */
 
-import { socketUrl } from './ripple-socket.js';
+import { CLOSE } from './ripple/constants.js';
+import { Timer } from './ripple/timer.js';
+import { socketUrl } from './ripple/transport.js';
 
 const SVG_NS = 'http://www.w3.org/2000/svg';
 
@@ -19,7 +21,8 @@ const SERIES = Object.freeze([
   { id: 'chart-out', column: 2, label: 'out', colour: '#1b7a3d' },
 ]);
 
-const RETRY = Object.freeze({ baseMs: 1000, maxMs: 30000 });
+// Reconnect delays: full jitter over 1 s doubling to 30 s, never under 250 ms.
+const RETRY = Object.freeze({ baseMs: 1000, maxMs: 30000, floorMs: 250 });
 
 /** `1 h 02 min`, `3 min 05 s`, `42 s`. */
 export function formatDuration(seconds) {
@@ -183,7 +186,6 @@ export function mountDashboard(root, {
   const updateChart = mountChart(document.getElementById('traffic-chart'), document);
   const url = socketUrl(root.dataset.wsPath, location);
   let socket = null;
-  let retryTimer = null;
   let tries = 0;
   let stopped = false;
 
@@ -191,6 +193,8 @@ export function mountDashboard(root, {
     status.dataset.state = state;
     status.textContent = text;
   };
+
+  const retry = new Timer(connect, { ...RETRY, random });
 
   const onOpen = () => setState('open', 'Live');
   const onMessage = (event) => {
@@ -207,10 +211,10 @@ export function mountDashboard(root, {
   const onClose = () => {
     detach();
     if (stopped) return;
-    const delayMs = Math.max(250, random() * Math.min(RETRY.maxMs, RETRY.baseMs * 2 ** tries));
+    const delayMs = retry.delayFor(tries);
     tries += 1;
     setState('reconnecting', `Disconnected; reconnecting in ${Math.ceil(delayMs / 1000)} s`);
-    retryTimer = setTimeout(connect, delayMs);
+    retry.schedule(delayMs);
   };
 
   function detach() {
@@ -222,7 +226,6 @@ export function mountDashboard(root, {
   }
 
   function connect() {
-    retryTimer = null;
     setState('connecting', 'Connecting…');
     socket = new WebSocketImpl(url);
     socket.addEventListener('open', onOpen);
@@ -234,11 +237,10 @@ export function mountDashboard(root, {
   return {
     destroy() {
       stopped = true;
-      if (retryTimer !== null) clearTimeout(retryTimer);
-      retryTimer = null;
+      retry.cancel();
       const open = socket;
       detach();
-      open?.close(1000);
+      open?.close(CLOSE.NORMAL);
       setState('closed', 'Stopped');
     },
   };

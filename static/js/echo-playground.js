@@ -5,7 +5,7 @@
  * the round trip of each echo. Plain WebSocket on purpose: no RippleSocket.
  */
 
-import { socketUrl } from './ripple-socket.js';
+import { socketUrl } from './ripple/transport.js';
 
 export const READY_STATE_NAMES = Object.freeze(['CONNECTING', 'OPEN', 'CLOSING', 'CLOSED']);
 

@@ -24,14 +24,11 @@
  * are injectable through the constructor's second argument.
  */
 
+import { CLOSE, ERROR_CODE, FRAME, READY_STATE, canSendCloseCode } from './ripple/constants.js';
+
 const CSRF_META_SELECTOR = 'meta[name="csrf-token"]';
 const CSRF_HEADER = 'X-CSRFToken';
 const STREAM_TOKEN_HEADER = 'X-Ripple-Stream-Token';
-
-// WebSocket close codes this transport reports.
-const CLOSE_NO_STATUS = 1005;
-const CLOSE_ABNORMAL = 1006;
-const CLOSE_POLICY_VIOLATION = 1008;
 
 const HTTP_FORBIDDEN = 403;
 const HTTP_PAYLOAD_TOO_LARGE = 413;
@@ -111,10 +108,10 @@ function socketEvent(type, fields = {}) {
  *   server learns of it when the stream ends; the code is not sent.
  */
 export class SseSocket extends EventTarget {
-  static CONNECTING = 0;
-  static OPEN = 1;
-  static CLOSING = 2;
-  static CLOSED = 3;
+  static CONNECTING = READY_STATE.CONNECTING;
+  static OPEN = READY_STATE.OPEN;
+  static CLOSING = READY_STATE.CLOSING;
+  static CLOSED = READY_STATE.CLOSED;
 
   /** The name RippleSocket reports for this transport (`transport`). */
   static transport = 'sse';
@@ -155,7 +152,7 @@ export class SseSocket extends EventTarget {
       stream: (event) => this.#onStreamToken(event),
       message: (event) => this.#onStreamMessage(event),
       close: (event) => this.#onStreamClose(event),
-      error: () => this.#fail(CLOSE_ABNORMAL, 'stream ended'),
+      error: () => this.#fail(CLOSE.ABNORMAL, 'stream ended'),
     };
     for (const [type, handler] of Object.entries(handlers)) source.addEventListener(type, handler);
     this.#detachSource = () => {
@@ -202,7 +199,7 @@ export class SseSocket extends EventTarget {
   }
 
   close(code, reason) {
-    if (code !== undefined && !(code === 1000 || (Number.isInteger(code) && code >= 3000 && code <= 4999))) {
+    if (code !== undefined && !(Number.isInteger(code) && canSendCloseCode(code))) {
       throw domException(`close code ${code} is neither 1000 nor in 3000-4999`, 'InvalidAccessError');
     }
     if (this.#readyState === SseSocket.CLOSING || this.#readyState === SseSocket.CLOSED) return;
@@ -210,7 +207,7 @@ export class SseSocket extends EventTarget {
     this.#readyState = SseSocket.CLOSING;
     queueMicrotask(() => {
       this.#readyState = SseSocket.CLOSED;
-      this.dispatchEvent(socketEvent('close', { code: code ?? CLOSE_NO_STATUS, reason: reason ?? '', wasClean: true }));
+      this.dispatchEvent(socketEvent('close', { code: code ?? CLOSE.NO_STATUS, reason: reason ?? '', wasClean: true }));
     });
   }
 
@@ -225,8 +222,8 @@ export class SseSocket extends EventTarget {
     const frame = parseJson(event.data);
     const id = frame?.connection_id;
     const validId = (typeof id === 'string' && id !== '') || Number.isInteger(id);
-    if (!isObject(frame) || frame.type !== 'welcome' || !validId) {
-      this.#fail(CLOSE_ABNORMAL, 'no welcome');
+    if (!isObject(frame) || frame.type !== FRAME.WELCOME || !validId) {
+      this.#fail(CLOSE.ABNORMAL, 'no welcome');
       return;
     }
     this.#connectionId = String(id);
@@ -246,7 +243,7 @@ export class SseSocket extends EventTarget {
   #onStreamClose(event) {
     const payload = parseJson(event.data);
     if (!isObject(payload) || !Number.isInteger(payload.code)) {
-      this.#fail(CLOSE_ABNORMAL, 'unreadable close');
+      this.#fail(CLOSE.ABNORMAL, 'unreadable close');
       return;
     }
     this.#end(payload.code, typeof payload.reason === 'string' ? payload.reason : '', { error: false });
@@ -265,13 +262,13 @@ export class SseSocket extends EventTarget {
         if (this.#readyState !== SseSocket.OPEN) return;
         this.#queue.shift();
         if (status === null) {
-          this.#fail(CLOSE_ABNORMAL, 'send failed');
+          this.#fail(CLOSE.ABNORMAL, 'send failed');
         } else if (status === HTTP_PAYLOAD_TOO_LARGE) {
           this.#answerTooLarge(text);
         } else if (status === HTTP_FORBIDDEN) {
-          this.#end(CLOSE_POLICY_VIOLATION, 'send refused (HTTP 403)', { error: false });
+          this.#end(CLOSE.POLICY_VIOLATION, 'send refused (HTTP 403)', { error: false });
         } else if (status < 200 || status > 299) {
-          this.#fail(CLOSE_ABNORMAL, `send failed (HTTP ${status})`);
+          this.#fail(CLOSE.ABNORMAL, `send failed (HTTP ${status})`);
         }
       }
     } finally {
@@ -319,7 +316,7 @@ export class SseSocket extends EventTarget {
   /** The server never read a frame it refused with 413: answer it as a `frame_too_large` error. */
   #answerTooLarge(text) {
     const frame = parseJson(text);
-    const reply = { type: 'error', code: 'frame_too_large', message: 'the frame is larger than the server accepts', ref: null };
+    const reply = { type: FRAME.ERROR, code: ERROR_CODE.FRAME_TOO_LARGE, message: 'the frame is larger than the server accepts', ref: null };
     if (isObject(frame)) {
       if (typeof frame.ref === 'string' || Number.isInteger(frame.ref)) reply.ref = frame.ref;
       if (typeof frame.room === 'string') reply.room = frame.room;

@@ -6,7 +6,8 @@ import pytest
 from channels.db import database_sync_to_async
 
 from chat import services
-from tests.e2e.test_chat_in_browser import HEARTBEAT, bodies, send, wait_bodies, wait_state
+from tests.support import room_page
+from tests.support.room_page import HEARTBEAT, bodies, send, wait_bodies, wait_state
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True), pytest.mark.timeout(60)]
 
@@ -15,17 +16,9 @@ NO_WEBSOCKET = "delete window.WebSocket; window.WebSocket = undefined;"
 
 
 async def open_room(browser, server, room: str, name: str, *, websocket: bool):
-    context = await browser.new_context()
-    if not websocket:
-        await context.add_init_script(NO_WEBSOCKET)
-    page = await context.new_page()
-    page.on("console", lambda message: print(f"[{name} console] {message.text}"))
-    await page.goto(f"{server.http_url}/rooms/{room}/")
-    await page.fill("#guest-name", name)
-    await page.click("button[type=submit]")
-    await page.wait_for_selector("#composer")
-    await wait_state(page, "open")
-    return page
+    return await room_page.open_room(
+        browser, server, room, name, init_script=None if websocket else NO_WEBSOCKET
+    )
 
 
 async def test_a_page_without_websocket_chats_with_a_websocket_page_both_ways_in_order(browser, daphne):

@@ -4,8 +4,8 @@ import asyncio
 
 import pytest
 
-from tests.e2e.test_chat_in_browser import send, wait_bodies, wait_state
-from tests.integration.test_moderation_cluster import moderate
+from tests.support.moderate import moderate
+from tests.support.room_page import send, wait_bodies, wait_state
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True), pytest.mark.timeout(60)]
 

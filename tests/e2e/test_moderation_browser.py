@@ -6,8 +6,8 @@ import pytest
 from channels.db import database_sync_to_async
 
 from chat.models import Message
-from tests.e2e.test_chat_in_browser import open_room, send, wait_bodies
-from tests.integration.test_moderation_cluster import moderate
+from tests.support.moderate import moderate
+from tests.support.room_page import open_room, send, wait_bodies
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True), pytest.mark.timeout(60)]
 

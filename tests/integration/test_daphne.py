@@ -6,21 +6,10 @@ import json
 import pytest
 import websockets
 
+from tests.support.frames import recv_json, recv_until
 from tests.support.origins import same_origin
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-async def recv_json(ws, timeout: float = 5) -> dict:
-    return json.loads(await asyncio.wait_for(ws.recv(), timeout))
-
-
-async def recv_until(ws, frame_type: str, timeout: float = 5) -> dict:
-    async with asyncio.timeout(timeout):
-        while True:
-            frame = await recv_json(ws, timeout)
-            if frame["type"] == frame_type:
-                return frame
 
 
 async def test_chat_over_a_real_daphne(daphne):

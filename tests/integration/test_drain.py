@@ -13,13 +13,11 @@ Which worker holds a socket is read from the workers' JSON ``connect`` events, b
 import asyncio
 import contextlib
 import json
-import os
 import signal
 import sys
 import time
 import urllib.error
 import urllib.request
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -35,6 +33,7 @@ from chat.models import Message
 from chat.protocol import CLOSE_DRAINING
 from tests.support.chat_client import CLOSE_ABNORMAL, ChatClient
 from tests.support.processes import ROOT, DaphneServer
+from tests.support.required import require
 from tests.support.tls import NginxServer, nginx_binary
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -63,12 +62,10 @@ NEW_SOCKETS = 4
 
 @pytest.fixture
 def nginx_available():
-    if nginx_binary() is None:
-        reason = "nginx is not installed (apt-get install nginx): draining behind nginx not tested"
-        if os.environ.get("CI") or os.environ.get("RIPPLE_REQUIRE_ALL"):
-            pytest.fail(reason)
-        warnings.warn(reason, stacklevel=1)
-        pytest.skip(reason)
+    require(
+        "nginx is not installed (apt-get install nginx): draining behind nginx not tested",
+        nginx_binary() is not None,
+    )
 
 
 @dataclass

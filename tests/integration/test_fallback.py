@@ -10,8 +10,8 @@ from channels.db import database_sync_to_async
 
 from chat import services
 from chat.models import Message
-from tests.integration.test_fault_kill import guest_session
 from tests.support.frames import recv_until
+from tests.support.guests import guest_session
 from tests.support.sse_client import SseStream, page_credentials, post_bytes, post_frame
 
 pytestmark = pytest.mark.django_db(transaction=True)

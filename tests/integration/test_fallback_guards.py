@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from chat import services
 from chat.models import Message, Room
 from chat.sse import parse_last_event_id
-from tests.integration.test_fault_kill import guest_session
+from tests.support.guests import guest_session
 from tests.support.sse_client import STREAM_TOKENS, SseStream, page_credentials, post_frame
 
 pytestmark = pytest.mark.django_db(transaction=True)

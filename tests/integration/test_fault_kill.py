@@ -12,11 +12,10 @@ import signal
 
 import pytest
 from channels.db import database_sync_to_async
-from django.contrib.sessions.backends.db import SessionStore
 
-from chat.identity import GUEST_NAME_KEY
-from chat.models import Message
 from tests.support.chat_client import ChatClient
+from tests.support.guests import guest_session
+from tests.support.stored import room_messages
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -36,24 +35,6 @@ ACKED_BEFORE_KILL = 10
 def layer(request):
     """Both channels-redis layers: with the core one, the dead worker stays in the room's group."""
     return {"RIPPLE_CHANNEL_LAYER": request.param}
-
-
-def guest_session(name: str) -> str:
-    """A session holding a guest name, as the room page leaves in a browser: the author of a
-    re-send after a reconnect stays the same (a socket without one gets a new name each time)."""
-    session = SessionStore()
-    session[GUEST_NAME_KEY] = name
-    session.create()
-    assert session.session_key is not None
-    return session.session_key
-
-
-def room_messages() -> list[tuple[int, str, str, str]]:
-    return list(
-        Message.objects.filter(room__slug=ROOM)
-        .order_by("seq")
-        .values_list("seq", "author", "body", "client_id")
-    )
 
 
 async def chat(client: ChatClient) -> None:
@@ -120,7 +101,7 @@ async def test_a_worker_killed_mid_chat_loses_nothing_and_duplicates_nothing(dap
         await asyncio.gather(*senders, return_exceptions=True)
         await asyncio.gather(*(c.stop() for c in clients))
 
-    stored = await database_sync_to_async(room_messages)()
+    stored = await database_sync_to_async(room_messages)(ROOM)
 
     # Every message every client sent is stored exactly once, under its author.
     by_client_id: dict[str, list[tuple[int, str, str, str]]] = {}

@@ -17,14 +17,15 @@ import pytest
 import websockets
 from channels.db import database_sync_to_async
 
-from tests.integration.test_fault_kill import guest_session, room_messages
 from tests.support.chat_client import ChatClient
+from tests.support.guests import guest_session
 from tests.support.origins import same_origin
 from tests.support.processes import RedisServer
+from tests.support.stored import room_messages
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-ROOM = "fault-kill"  # room_messages() reads this room
+ROOM = "fault-kill"
 MESSAGES_PER_CLIENT = 20
 SEND_INTERVAL_S = 0.15
 SERVER_ENV = {"RIPPLE_HEARTBEAT_INTERVAL_S": "2", "RIPPLE_HEARTBEAT_TIMEOUT_S": "2"}
@@ -114,7 +115,7 @@ async def test_redis_outage_closes_cleanly_and_recovers_with_nothing_lost(daphne
     for c in clients:
         assert 1011 not in c.closes and 1006 not in c.closes, c.describe()
 
-    stored = await database_sync_to_async(room_messages)()
+    stored = await database_sync_to_async(room_messages)(ROOM)
     assert [row[0] for row in stored] == list(range(1, total + 1))
     expected = {seq: (author, body, client_id) for seq, author, body, client_id in stored}
     sent = {client_id: (c.name, body) for c in clients for client_id, body in c.sent.items()}

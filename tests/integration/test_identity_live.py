@@ -8,7 +8,7 @@ import websockets
 from channels.db import database_sync_to_async
 from django.contrib.auth.models import User
 
-from tests.support.frames import recv_until
+from tests.support.frames import recv_matching, recv_until
 from tests.support.guests import guest_session
 from tests.support.sessions import logged_in_session
 
@@ -29,10 +29,9 @@ async def subscribed(ws, room: str) -> dict:
 async def send(ws, room: str, client_id: str, body: str = "hi") -> dict:
     """The direct reply to a message frame: its ack or its error."""
     await ws.send(json.dumps({"type": "message", "room": room, "body": body, "client_id": client_id}))
-    while True:
-        frame = json.loads(await ws.recv())
-        if frame["type"] in ("ack", "error") and frame.get("client_id") == client_id:
-            return frame
+    return await recv_matching(
+        ws, lambda frame: frame["type"] in ("ack", "error") and frame.get("client_id") == client_id
+    )
 
 
 async def test_a_guest_with_the_same_name_cannot_claim_anothers_client_id(daphne):

@@ -2,32 +2,17 @@
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import websockets
 
 from chat.models import Message
 from tests.support.frames import recv_until
+from tests.support.moderate import moderate
 from tests.support.origins import same_origin
-from tests.support.processes import ROOT
 from tests.support.sessions import logged_in_session
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def moderate(action: str, arg: str, env: dict[str, str]) -> None:
-    """Run one moderation service in a separate process; return when it finished."""
-    result = subprocess.run(
-        [sys.executable, "-m", "tests.support.moderate", action, arg],
-        cwd=ROOT,
-        env={**os.environ, **env, "DJANGO_SETTINGS_MODULE": "project.settings"},
-        capture_output=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr.decode()
 
 
 @pytest.fixture

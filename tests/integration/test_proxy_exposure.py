@@ -5,12 +5,10 @@ Prometheus scrapes it (deploy/prometheus.yml), but not to a public client nginx 
 
 import http.client
 import json
-import os
 import select
 import socket
 import ssl
 import time
-import warnings
 from contextlib import ExitStack
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -21,6 +19,7 @@ from websockets.typing import Origin
 
 from tests.support.frames import recv_until
 from tests.support.processes import DaphneServer, free_port
+from tests.support.required import require
 from tests.support.tls import NginxServer, nginx_binary, self_signed_cert
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -28,12 +27,10 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture
 def nginx_available():
-    if nginx_binary() is None:
-        reason = "nginx is not installed (apt-get install nginx): /metrics through nginx not tested"
-        if os.environ.get("CI") or os.environ.get("RIPPLE_REQUIRE_ALL"):
-            pytest.fail(reason)
-        warnings.warn(reason, stacklevel=1)
-        pytest.skip(reason)
+    require(
+        "nginx is not installed (apt-get install nginx): /metrics through nginx not tested",
+        nginx_binary() is not None,
+    )
 
 
 @dataclass

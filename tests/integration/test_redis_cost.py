@@ -7,6 +7,7 @@ import pytest
 import redis
 import websockets
 
+from tests.support.frames import recv_matching, recv_until
 from tests.support.origins import same_origin
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -25,8 +26,7 @@ async def subscribe_many(url: str, room: str, count: int) -> list:
         await ws.recv()  # welcome
         await ws.send(json.dumps({"type": "subscribe", "room": room}))
     for ws in sockets:
-        while json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] != "subscribed":
-            pass
+        await recv_until(ws, "subscribed", 10)
     return sockets
 
 
@@ -50,10 +50,9 @@ async def one_message_cost(client, sender, everyone, room: str, client_id: str) 
     )
 
     async def delivered(ws):
-        while True:
-            frame = json.loads(await asyncio.wait_for(ws.recv(), 10))
-            if frame["type"] == "message" and frame["client_id"] == client_id:
-                return
+        await recv_matching(
+            ws, lambda frame: frame["type"] == "message" and frame["client_id"] == client_id, 10
+        )
 
     await asyncio.gather(*(delivered(ws) for ws in everyone))
     after = command_calls(client)
@@ -97,7 +96,7 @@ async def test_redis_commands_per_message_do_not_grow_with_subscribers(daphne, r
     # clean-up around it) runs per process, not per message: how many of its rounds fall inside
     # a window depends on timing. It is bounded per process; everything else must not move.
     receive_loop = {"bzpopmin", "eval", "zrange", "del"} if layer == "core" else set()
-    # So does each hub's health check: one PING a second (chat/hub.py _check_health).
+    # So does each hub's health check: one PING a second (chat/hub/janitor.py).
     receive_loop.add("ping")
     for window in (small, large):
         for name in receive_loop:

@@ -12,7 +12,7 @@ from channels.db import database_sync_to_async
 
 from chat import services
 from chat.models import Room
-from tests.support.frames import recv_until
+from tests.support.frames import recv_matching, recv_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -42,11 +42,9 @@ async def replies_until_closed(ws, expected: int, timeout_s: float) -> tuple[lis
 
 async def subscribe_reply(ws, room: str) -> dict:
     await ws.send(json.dumps({"type": "subscribe", "room": room, "ref": room}))
-    async with asyncio.timeout(5):
-        while True:
-            frame = json.loads(await ws.recv())
-            if frame["type"] in ("subscribed", "error") and frame.get("ref") == room:
-                return frame
+    return await recv_matching(
+        ws, lambda frame: frame["type"] in ("subscribed", "error") and frame.get("ref") == room
+    )
 
 
 async def test_a_cookie_less_script_trying_500_new_rooms_creates_at_most_the_burst(daphne):

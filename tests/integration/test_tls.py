@@ -3,10 +3,8 @@ with deploy/nginx-tls.conf; wss:// chat, and cookies that are Secure only with D
 
 import http.client
 import json
-import os
 import re
 import ssl
-import warnings
 from contextlib import ExitStack
 from urllib.parse import urlencode, urlsplit
 
@@ -16,6 +14,7 @@ from websockets.typing import Origin
 
 from tests.support.frames import recv_until
 from tests.support.processes import ROOT, DaphneServer, free_port, wait_until
+from tests.support.required import require
 from tests.support.tls import NGINX_TLS_CONF, NginxServer, TlsDaphneServer, nginx_binary, self_signed_cert
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -67,12 +66,10 @@ def processes():
 
 @pytest.fixture
 def nginx_available():
-    if nginx_binary() is None:
-        reason = "nginx is not installed (apt-get install nginx): TLS through nginx not tested"
-        if os.environ.get("CI") or os.environ.get("RIPPLE_REQUIRE_ALL"):
-            pytest.fail(reason)
-        warnings.warn(reason, stacklevel=1)
-        pytest.skip(reason)
+    require(
+        "nginx is not installed (apt-get install nginx): TLS through nginx not tested",
+        nginx_binary() is not None,
+    )
 
 
 # HTTP, with the cookie attributes kept.

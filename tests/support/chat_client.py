@@ -39,7 +39,8 @@ from tests.support.origins import same_origin
 CLOSE_ABNORMAL = 1006
 CLOSE_POLICY_VIOLATION = 1008
 CLOSE_HEARTBEAT_TIMEOUT = 4408
-# Recorded when this client abandons a socket (the same codes as ripple-socket.js).
+# Recorded when this client abandons a socket (the same codes as static/js/ripple/constants.js;
+# tests/unit/test_protocol_sync.py checks every copy).
 CLOSE_CLIENT_HEARTBEAT_TIMEOUT = 4000
 CLOSE_CLIENT_CONNECT_TIMEOUT = 4001
 CLOSE_CLIENT_SUBSCRIBE_FAILED = 4002

@@ -1,14 +1,30 @@
-"""Child process for moderation tests: run one moderation service as another process would.
+"""Moderation from another process, as the admin or a management command on another host does it.
 
-``python -m tests.support.moderate ACTION ARG`` with DATABASE_URL and REDIS_URL set, where
-ACTION is delete (ARG: comma-separated message ids), announce (ARG: room slug), close (ARG:
-room slug), disconnect (ARG: user id) or revoke (ARG: room slug:user id, removes a membership).
+``moderate(action, arg, env)`` runs ``python -m tests.support.moderate ACTION ARG`` with
+DATABASE_URL and REDIS_URL in ``env``, where ACTION is delete (ARG: comma-separated message
+ids), announce (ARG: room slug), close (ARG: room slug), disconnect (ARG: user id) or revoke
+(ARG: room slug:user id, removes a membership).
 """
 
 import os
+import subprocess
 import sys
 
 import django
+
+from tests.support.processes import ROOT
+
+
+def moderate(action: str, arg: str, env: dict[str, str]) -> None:
+    """Run one moderation service in a separate process; return when it finished."""
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.support.moderate", action, arg],
+        cwd=ROOT,
+        env={**os.environ, **env, "DJANGO_SETTINGS_MODULE": "project.settings"},
+        capture_output=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr.decode()
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from chat import dashboard, ops_views
+from chat.dashboard import store as dashboard_store
 from chat.metrics import RippleCollector
 from chat.stats import ProcessStats, stats
 from project.asgi import application
@@ -143,6 +144,9 @@ async def test_readyz_is_ready_with_the_in_memory_layer(async_client):
 
 async def test_readyz_names_an_unreachable_redis(async_client, settings):
     settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"
+    # The check asks the channel layer itself (not a Redis client of its own): point it there.
+    layer = {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [settings.REDIS_URL]}}
+    settings.CHANNEL_LAYERS = {"default": layer}
     try:
         response = await async_client.get("/readyz")
     finally:
@@ -295,7 +299,7 @@ def snapshot(process_id: str, **fields) -> dict:
 async def test_reported_snapshots_expire_unless_reported_again(settings, monkeypatch):
     settings.RIPPLE_DASHBOARD_EXPIRY_S = 5
     clock = [100.0]
-    monkeypatch.setattr(dashboard, "_monotonic", lambda: clock[0])
+    monkeypatch.setattr(dashboard_store, "_monotonic", lambda: clock[0])
     await dashboard.report(snapshot("a", open_sockets=1))
     await dashboard.report(snapshot("b", started_at=2000.0))
     assert [p["process_id"] for p in await dashboard.processes()] == ["a", "b"]

@@ -1,6 +1,7 @@
 import pytest
 
-from chat import protocol, selectors, services
+from chat import selectors, services
+from chat.consumers import REFUSALS
 from chat.models import Message, Room
 
 
@@ -56,18 +57,48 @@ def test_client_id_of_another_author_is_a_conflict(room):
 
 
 def test_bad_bodies_are_refused_before_storing(room):
-    for body, code in [("", "body_empty"), ("x" * 4001, "body_too_long"), ("a\x00", "invalid_body")]:
-        with pytest.raises(protocol.ProtocolError) as caught:
+    refusals = [
+        ("", services.EmptyBody, "body_empty"),
+        ("x" * 4001, services.BodyTooLong, "body_too_long"),
+        ("a\x00", services.BodyNotStorable, "invalid_body"),
+    ]
+    for body, refusal, reason in refusals:
+        with pytest.raises(refusal) as caught:
             store(room, body=body)
-        assert caught.value.code == code
+        assert (caught.value.reason, caught.value.field) == (reason, "body")
     assert Message.objects.count() == 0
     assert Room.objects.get(pk=room.pk).last_seq == 0
 
 
+def test_an_invalid_client_id_is_refused_naming_its_field(room):
+    with pytest.raises(services.InvalidClientId) as caught:
+        store(room, client_id="no spaces")
+    assert (caught.value.reason, caught.value.field) == ("invalid_field", "client_id")
+    assert Message.objects.count() == 0
+
+
+def test_every_refusal_of_the_services_has_its_wire_code():
+    refusals = [
+        services.InvalidRoomSlug,
+        services.EmptyBody,
+        services.BodyTooLong,
+        services.BodyNotStorable,
+        services.InvalidClientId,
+        services.ClientIdConflict,
+        services.RoomClosed,
+        services.MessageRejected,
+    ]
+    assert set(REFUSALS) == set(refusals)
+    # The refusals that carry a reason use the wire's own word for it.
+    for refusal in refusals:
+        reason = getattr(refusal, "reason", None)
+        assert reason is None or REFUSALS[refusal][0] == reason
+
+
 def test_invalid_room_slug_is_refused(db):
-    with pytest.raises(protocol.ProtocolError) as caught:
+    with pytest.raises(services.InvalidRoomSlug) as caught:
         services.room_get_or_create(slug="No Spaces")
-    assert caught.value.code == "invalid_room"
+    assert caught.value.reason == "invalid_room"
     assert not Room.objects.exists()
 
 

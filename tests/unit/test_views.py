@@ -86,3 +86,10 @@ def test_post_command_refuses_bad_input():
         call_command("post", "Bad Room", "x")
     with pytest.raises(CommandError, match="body_empty"):
         call_command("post", "ok", "   ")
+    from django.utils import timezone
+
+    from chat.models import Room
+
+    Room.objects.create(slug="shut", closed_at=timezone.now())
+    with pytest.raises(CommandError, match="room_closed"):
+        call_command("post", "shut", "anyone there?")

@@ -2,7 +2,7 @@ import uuid
 
 from django.core.management.base import BaseCommand, CommandError
 
-from chat import protocol, services
+from chat import services
 
 
 class Command(BaseCommand):
@@ -26,11 +26,13 @@ class Command(BaseCommand):
                 client_id=client_id or f"cli-{uuid.uuid4().hex}",
                 system=True,
             )
-        except protocol.ProtocolError as error:
-            raise CommandError(f"{error.code}: {error.message}") from None
+        except (services.InvalidRoomSlug, services.InvalidMessage) as error:
+            raise CommandError(f"{error.reason}: {error}") from None
         except services.MessageRejected as error:
             raise CommandError(f"message_rejected: {error}") from None
         except services.ClientIdConflict:
             raise CommandError("client_id_conflict: that client id is taken in this room") from None
+        except services.RoomClosed:
+            raise CommandError(f"room_closed: {room} was closed by a moderator") from None
         state = "stored" if posted.created else "already stored"
         self.stdout.write(f"{posted.room_slug}#{posted.message.seq} {state}")

@@ -1,0 +1,184 @@
+"""Who is in each room, as this process tells it: arrivals, departures after a grace, sync.
+
+The hub writes its sockets' members to the presence store (``chat.presence``), tells the
+room's group when that changed, and every hub re-reads the room and pushes the difference to
+its subscribers as one ``presence`` frame, batched over ``presence_batch_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from typing import Any
+
+from django.conf import settings
+
+from .. import presence, protocol
+from ..presence import Member, PresenceStore
+from ..stats import stats
+from .events import EVENT_PRESENCE, room_group
+from .stream import RoomStream
+from .tasks import TaskSet
+
+logger = logging.getLogger(__name__)
+
+# Presence batching stretches in large rooms (see presence_batch_s).
+PRESENCE_BATCH_MEMBERS = 100
+PRESENCE_BATCH_MAX_FACTOR = 10.0
+
+
+def presence_batch_s(members: int) -> float:
+    """How long a room's presence changes are gathered before they go out as one frame.
+
+    ``RIPPLE_PRESENCE_BATCH_S`` up to ``PRESENCE_BATCH_MEMBERS`` members, then longer in
+    proportion (at most ``PRESENCE_BATCH_MAX_FACTOR`` times): every member gets every frame, so
+    a fixed window made a mass connect cost members x joins frames (bench capacity: 10,000
+    sockets in 10 rooms connected at ~30/s, the worker busy sending presence frames).
+    """
+    factor = min(PRESENCE_BATCH_MAX_FACTOR, max(1.0, members / PRESENCE_BATCH_MEMBERS))
+    return settings.RIPPLE_PRESENCE_BATCH_S * factor
+
+
+class Roster:
+    """This process's members in each room, and the presence frames its subscribers get."""
+
+    def __init__(self, *, rooms: dict[str, RoomStream], layer: Any, process_id: str, tasks: TaskSet) -> None:
+        # The hub's own map of room slug to stream (shared, not copied).
+        self.rooms = rooms
+        self.layer = layer
+        # This process's entry name in the store.
+        self.process_id = process_id
+        self._tasks = tasks
+        # How many local sockets each member has in each room; entries leave the store a grace
+        # period after their count hits 0.
+        self._local: Counter[tuple[str, Member]] = Counter()
+        self._departing: dict[tuple[str, Member], asyncio.TimerHandle] = {}
+        # Set while the hub is stopped: the store closes once the last departure is written.
+        self._closing = False
+
+    @property
+    def store(self) -> PresenceStore:
+        """This event loop's presence store (chat.presence), opened on first use."""
+        return presence.loop_store()
+
+    # Arrivals and departures.
+
+    async def arrive(self, slug: str, member: Member) -> None:
+        key = (slug, member)
+        self._local[key] += 1
+        if self._local[key] > 1:
+            return
+        departing = self._departing.pop(key, None)
+        if departing is not None:
+            departing.cancel()  # back within the grace period: the entry never left
+            return
+        await self.store.add(slug, self.process_id, member)
+        await self._announce(slug)
+
+    async def depart(self, slug: str, member: Member) -> None:
+        key = (slug, member)
+        self._local[key] -= 1
+        if self._local[key] > 0:
+            return
+        del self._local[key]
+        grace_s = settings.RIPPLE_PRESENCE_GRACE_S
+        if grace_s <= 0:
+            await self._remove_member(key)
+            return
+        # Leaving is announced only if the member stays away a moment: a reload or a
+        # reconnect (to this process or another) does not flap leave/join.
+        loop = asyncio.get_running_loop()
+        self._departing[key] = loop.call_later(grace_s, self._start_removal, key)
+
+    def _start_removal(self, key: tuple[str, Member]) -> None:
+        self._departing.pop(key, None)
+        self._tasks.start(self._remove_member(key))
+
+    async def _remove_member(self, key: tuple[str, Member]) -> None:
+        slug, member = key
+        try:
+            await self.store.remove(slug, self.process_id, member)
+            await self._announce(slug)
+        except Exception:
+            logger.warning(
+                "removing %s from room %s failed; it expires by itself", member.id, slug, exc_info=True
+            )
+        await self._close_if_idle()
+
+    async def _announce(self, slug: str) -> None:
+        """Tell every process (this one too) that the room's presence changed."""
+        stream = self.rooms.get(slug)
+        if stream is not None:
+            self.schedule_sync(stream)
+        try:
+            await self.layer.group_send(room_group(slug), {"type": EVENT_PRESENCE, "room": slug})
+        except Exception:
+            logger.warning("announcing presence in room %s failed", slug, exc_info=True)
+
+    # Telling subscribers.
+
+    def schedule_sync(self, stream: RoomStream) -> None:
+        """Re-read the room's members soon; changes within the batch window go out together."""
+        if stream.presence_timer is None:
+            loop = asyncio.get_running_loop()
+            stream.presence_timer = loop.call_later(
+                presence_batch_s(len(stream.members)), self._start_sync, stream
+            )
+
+    def _start_sync(self, stream: RoomStream) -> None:
+        stream.presence_timer = None
+        if stream.live:
+            self._tasks.start(self.sync_locked(stream))
+
+    async def sync_locked(self, stream: RoomStream) -> None:
+        try:
+            async with stream.lock:
+                await self._sync(stream)
+        except Exception:
+            logger.warning("reading presence of room %s failed", stream.slug, exc_info=True)
+
+    async def _sync(self, stream: RoomStream) -> None:
+        """Read the room's members and send what changed to this process's subscribers.
+
+        Called with ``stream.lock`` held, so no ``presence`` frame overtakes a ``subscribed``.
+        """
+        current = await self.store.members(stream.slug)
+        joins, leaves = current - stream.members, stream.members - current
+        stream.members = current
+        # Only while the stream is live: a read that lands after the room's last subscriber
+        # here left must not export the room again (it stayed on /metrics until the next join).
+        if stream.live:
+            stats.room_members(stream.slug, members=len(current), private=stream.private)
+        if not (joins or leaves) or not stream.subscribers:
+            return
+        text = protocol.presence(
+            room=stream.slug,
+            joins=[m.as_json() for m in sorted(joins)],
+            leaves=[m.as_json() for m in sorted(leaves)],
+        )
+        await stream.send_all(text, "presence")
+
+    async def refresh(self) -> None:
+        """Keep this process's entries alive and notice members whose process died."""
+        entries = list(self._local) + list(self._departing)
+        await self.store.refresh(self.process_id, entries)
+        for stream in list(self.rooms.values()):
+            if stream.delivered is not None:
+                await self.sync_locked(stream)
+
+    # The store's lifetime.
+
+    def keep_open(self) -> None:
+        """The hub started (again): the store stays open, whatever a stop asked before."""
+        self._closing = False
+
+    async def close(self) -> None:
+        """The hub stopped: close the store (its Redis pool) once no departure is left to write."""
+        self._closing = True
+        await self._close_if_idle()
+
+    async def _close_if_idle(self) -> None:
+        if self._closing and not self._local and not self._departing:
+            self._closing = False
+            await presence.close_loop_store()

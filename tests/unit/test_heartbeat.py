@@ -1,0 +1,91 @@
+"""The heartbeat sweeper on its own (chat/heartbeat.py): who is pinged, who is closed, and that
+one sweeper task serves every connection and ends with the last one."""
+
+import asyncio
+import time
+
+from chat.heartbeat import HeartbeatMonitor
+
+
+class Conn:
+    """A Watched connection that records what the sweeper did to it."""
+
+    def __init__(self, *, fail: bool = False) -> None:
+        self.last_seen = 0.0
+        self.pings = 0
+        self.pinged = asyncio.Event()
+        self.expired = asyncio.Event()
+        self.fail = fail
+
+    async def heartbeat_ping(self) -> None:
+        self.pings += 1
+        self.pinged.set()
+        if self.fail:
+            raise ConnectionError("a broken socket")
+
+    async def heartbeat_expired(self) -> None:
+        self.expired.set()
+
+
+async def test_a_quiet_connection_is_pinged_and_a_silent_one_is_closed():
+    monitor = HeartbeatMonitor(interval_s=0.2, timeout_s=0.2)
+    conn = Conn()
+    monitor.register(conn)
+    started = time.monotonic()
+    async with asyncio.timeout(3):
+        await conn.pinged.wait()
+    pinged_after = time.monotonic() - started
+    async with asyncio.timeout(3):
+        await conn.expired.wait()
+    expired_after = time.monotonic() - started
+    # Pinged once quiet for interval + timeout / 2; closed once silent for interval + timeout.
+    assert pinged_after >= monitor.ping_after_s
+    assert expired_after >= monitor.interval_s + monitor.timeout_s
+    assert conn not in monitor.next_ping
+    monitor.unregister(conn)
+    assert monitor._task is None
+
+
+async def test_a_connection_that_keeps_talking_is_never_pinged():
+    monitor = HeartbeatMonitor(interval_s=0.2, timeout_s=0.2)
+    talker, quiet = Conn(), Conn()
+    monitor.register(talker)
+    monitor.register(quiet)
+    async with asyncio.timeout(3):
+        while not quiet.expired.is_set():
+            talker.last_seen = time.monotonic()  # a frame arrived
+            await asyncio.sleep(0.02)
+    assert talker.pings == 0 and not talker.expired.is_set()
+    monitor.unregister(talker)
+    monitor.unregister(quiet)
+
+
+async def test_one_broken_socket_does_not_stop_the_sweep_for_the_others():
+    monitor = HeartbeatMonitor(interval_s=0.1, timeout_s=0.4)
+    broken, healthy = Conn(fail=True), Conn()
+    monitor.register(broken)
+    monitor.register(healthy)
+    async with asyncio.timeout(3):
+        await broken.pinged.wait()
+        await healthy.pinged.wait()
+        await healthy.expired.wait()
+    assert broken.expired.is_set() or broken in monitor.next_ping
+    monitor.unregister(broken)
+    monitor.unregister(healthy)
+
+
+async def test_one_task_serves_every_connection_and_ends_with_the_last():
+    monitor = HeartbeatMonitor(interval_s=20, timeout_s=10)
+    conns = [Conn() for _ in range(100)]
+    for conn in conns:
+        monitor.register(conn)
+    task = monitor._task
+    assert task is not None
+    assert sum(1 for t in asyncio.all_tasks() if t.get_name() == "ripple-heartbeat") == 1
+    for conn in conns:
+        monitor.unregister(conn)
+    assert monitor._task is None
+    async with asyncio.timeout(2):
+        while not task.done():
+            await asyncio.sleep(0.01)
+    assert task.cancelled()
