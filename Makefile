@@ -34,7 +34,16 @@ $(VENV)/.dev: requirements.lock requirements-dev.lock | $(BIN)/python
 
 venv: $(VENV)/.runtime ## create .venv with the runtime requirements
 
-dev: $(VENV)/.dev ## create .venv with the development requirements
+# axe-core for the accessibility browser tests, exactly as package-lock.json pins it. Without
+# npm the tests that need it say so (a skip here, a failure under CI).
+node_modules/.package-lock.json: package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		npm ci --no-audit --no-fund; \
+	else \
+		echo "!!! npm (Node.js) is not installed: axe-core not installed, the accessibility browser tests will be skipped !!!" >&2; \
+	fi
+
+dev: $(VENV)/.dev node_modules/.package-lock.json ## create .venv with the development requirements, node_modules with axe-core
 
 # The locks cover CPython 3.11 on Linux x86-64 (glibc), as in the image and CI; uv is not a
 # requirement of the project: `pip install uv` anywhere. Without UPGRADE the pins already in a

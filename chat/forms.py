@@ -60,3 +60,18 @@ class CloseRoomsForm(forms.Form):
         widget=forms.TextInput(attrs={"size": 80}),
         help_text="Optional. Shown to everyone in the room as it closes.",
     )
+
+
+class RemoveMembersForm(forms.Form):
+    """Who, of the people in the selected rooms now, a moderator removes (and keeps out)."""
+
+    members = forms.MultipleChoiceField(
+        widget=forms.CheckboxSelectMultiple,
+        help_text="Each is sent away at once and kept out of every room for a while (RIPPLE_REMOVAL_S).",
+    )
+
+    def __init__(self, *args, choices: list[tuple[str, str]], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        members = self.fields["members"]
+        assert isinstance(members, forms.MultipleChoiceField)
+        members.choices = choices

@@ -96,3 +96,17 @@ class NameClaim(models.Model):
 
     def __str__(self) -> str:
         return self.skeleton
+
+
+class Removal(models.Model):
+    """An identity a moderator removed: its sockets are refused until ``until`` (chat/removal.py)."""
+
+    # identity.Identity.member_id: "u<id>" for a user, "g<opaque session>" for a guest.
+    key = models.CharField(max_length=40, unique=True)
+    until = models.DateTimeField(db_index=True)
+    removed_at = models.DateTimeField(auto_now=True)
+    # The moderator's username, for the record.
+    by = models.CharField(max_length=150, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.key} until {self.until:%Y-%m-%d %H:%M}"

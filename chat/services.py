@@ -6,7 +6,7 @@ import functools
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, ClassVar, NotRequired, TypedDict, Unpack
 
 from asgiref.sync import async_to_sync
@@ -19,8 +19,8 @@ from django.dispatch import receiver
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from . import hub, protocol, selectors
-from .models import Message, Room
+from . import hub, protocol, removal, selectors
+from .models import Message, Removal, Room
 
 # Refusals: what a caller did wrong, in the terms of rooms and messages. Each way in words them
 # its own way: the consumer maps them to wire codes, the admin form and manage.py post show
@@ -361,7 +361,23 @@ def room_delete(*, room_ids: list[int]) -> list[str]:
 
 
 def room_reopen(*, room: Room) -> None:
+    """Reopen a room; pages that were in it when it closed subscribe again (``room_reopened``)."""
     Room.objects.filter(pk=room.pk).update(closed_at=None)
+    async_to_sync(hub.control_event)(hub.EVENT_REOPENED, {"room": room.slug})
+
+
+def member_remove(*, keys: list[str], by: str = "") -> datetime:
+    """Remove users and guests (identity member ids: ``u<id>``, ``g<session>``) from the chat.
+
+    Their sockets close with 4403 on every process, and their handshakes and subscribes are
+    refused for ``RIPPLE_REMOVAL_S`` (chat/removal.py). Returns when the removal ends.
+    """
+    until = timezone.now() + timedelta(seconds=settings.RIPPLE_REMOVAL_S)
+    for key in keys:
+        Removal.objects.update_or_create(key=key, defaults={"until": until, "by": by})
+    removal.remember(keys, until)
+    async_to_sync(hub.control_event)(hub.EVENT_REMOVE_MEMBERS, {"keys": sorted(keys)})
+    return until
 
 
 def user_disconnect(*, user_id: int) -> None:

@@ -74,12 +74,17 @@ class ProcessStats:
     def error(self, code: str) -> None:
         self.errors_total[code] += 1
 
-    def connected(self, *, connection_id: str, user: str) -> None:
+    def connected(self, *, connection_id: str, user: str) -> dict[str, Any]:
+        """Count a connect; returns its recent event, whose ``rooms`` the socket fills as it joins."""
         self.connects_total += 1
         self.open_sockets += 1
-        self.recent.append({"t": time.time(), "event": "connect", "id": connection_id, "user": user})
+        event = {"t": time.time(), "event": "connect", "id": connection_id, "user": user, "rooms": []}
+        self.recent.append(event)
+        return event
 
-    def disconnected(self, *, connection_id: str, user: str, code: int, duration_s: float) -> None:
+    def disconnected(
+        self, *, connection_id: str, user: str, code: int, duration_s: float, rooms: list[str] | None = None
+    ) -> None:
         self.open_sockets -= 1
         self.closes_total[code] += 1
         self.recent.append(
@@ -90,6 +95,7 @@ class ProcessStats:
                 "user": user,
                 "code": code,
                 "duration_s": round(duration_s, 3),
+                "rooms": (rooms or [])[:RECENT_ROOMS],
             }
         )
 
@@ -132,6 +138,9 @@ class ProcessStats:
             "traffic": [row for row in self.traffic if row[0] > now - TRAFFIC_WINDOW_S],
         }
 
+
+# Rooms named per recent connect or disconnect event (the dashboard's "Rooms" column).
+RECENT_ROOMS = 3
 
 # One per process: daphne runs every socket of a process on one event loop.
 stats = ProcessStats()

@@ -10,6 +10,7 @@ urlpatterns = [
     path("rooms/<str:slug>/", views.room, name="room"),
     path("echo/", views.echo, name="echo"),
     path("sse/chat/send/", sse.send_frame, name="sse_send"),
+    path("favicon.ico", views.favicon, name="favicon"),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", ops_views.readyz, name="readyz"),
     path("metrics", ops_views.metrics, name="metrics"),

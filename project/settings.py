@@ -301,6 +301,8 @@ RIPPLE_FLOOD_STRIKES = env_int("RIPPLE_FLOOD_STRIKES", 30)
 RIPPLE_MAX_OUTBOUND_BYTES = env_int("RIPPLE_MAX_OUTBOUND_BYTES", 1024 * 1024)
 RIPPLE_MAX_CONNECTIONS_PER_USER = env_int("RIPPLE_MAX_CONNECTIONS_PER_USER", 20)
 RIPPLE_MAX_CONNECTIONS_PER_IP = env_int("RIPPLE_MAX_CONNECTIONS_PER_IP", 200)
+# Seconds a user or guest a moderator removed is kept out (their sockets refused with 4403).
+RIPPLE_REMOVAL_S = env_float("RIPPLE_REMOVAL_S", 900.0)
 # Private rooms' subscribers are re-checked this often, for membership changes no signal sees.
 RIPPLE_ACCESS_RECHECK_S = env_float("RIPPLE_ACCESS_RECHECK_S", 10.0)
 # Room creation (a subscribe to a room that does not exist creates it; docs/security.md): who

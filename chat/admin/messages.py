@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -10,14 +11,16 @@ from django.utils.text import Truncator
 from .. import services
 from ..models import Message
 from .filters import MessageDeletedFilter, RoomSlugFilter
-from .moderation import ModerationAdmin, counted
+from .moderation import ModerationAdmin, counted, short_time
 
 BODY_PREVIEW_CHARS = 80
 
 
 @admin.register(Message)
 class MessageAdmin(ModerationAdmin):
-    list_display = ["room", "seq", "author", "body_preview", "sent_at", "system", "is_deleted"]
+    # Five narrow columns and one wide one (the body): the list fits 1280 px beside the admin's
+    # navigation and the filter sidebar. System and deleted are one short column (and filters).
+    list_display = ["room", "seq", "author", "body_preview", "sent", "flags"]
     list_display_links = ["seq", "body_preview"]
     list_select_related = ["room"]
     search_fields = ["body", "author", "room__slug"]
@@ -58,6 +61,15 @@ class MessageAdmin(ModerationAdmin):
     def is_deleted(self, message: Message) -> bool:
         return message.deleted_at is not None
 
+    @admin.display(description="sent", ordering="sent_at")
+    def sent(self, message: Message) -> str:
+        return short_time(message.sent_at)
+
+    @admin.display(description="notes")
+    def flags(self, message: Message) -> str:
+        notes = (["announcement"] if message.system else []) + (["deleted"] if message.deleted_at else [])
+        return ", ".join(notes)
+
     @admin.action(description="Delete the selected messages (soft)", permissions=["moderate"])
     def soft_delete(self, request: HttpRequest, queryset: QuerySet[Message]):
         ids = list(queryset.filter(deleted_at__isnull=True).values_list("pk", flat=True))
@@ -71,29 +83,42 @@ class MessageAdmin(ModerationAdmin):
         else:
             self.message_user(request, "The selected messages were already deleted.", messages.WARNING)
 
-    @admin.action(description="Disconnect the authors of the selected messages", permissions=["moderate"])
+    @admin.action(
+        description="Remove the authors of the selected messages (users and guests)", permissions=["moderate"]
+    )
     def disconnect_authors(self, request: HttpRequest, queryset: QuerySet[Message]):
-        authors = set(queryset.filter(system=False).values_list("user_id", "author", "room__slug").distinct())
-        user_ids = sorted({user_id for user_id, _, _ in authors if user_id is not None})
-        guests = {author for user_id, author, _ in authors if user_id is None}
-        for user_id in user_ids:
-            services.user_disconnect(user_id=user_id)
-        if user_ids:
+        """Close the authors' sockets and keep them out for RIPPLE_REMOVAL_S (services.member_remove).
+
+        Guests are removed by their identity key (``Message.author_key``), as users are.
+        """
+        rows = set(queryset.filter(system=False).values_list("author_key", "user_id", "author", "room__slug"))
+        keys: dict[str, str] = {}
+        rooms: set[str] = set()
+        unknown = set()
+        for key, user_id, author, slug in rows:
+            # Rows stored before author_key existed name a user by id, a guest not at all.
+            key = key or (f"u{user_id}" if user_id is not None else None)
+            if key is None or key[0] not in "ug":
+                unknown.add(author)
+                continue
+            keys[key] = author
+            rooms.add(slug)
+        if keys:
+            until = services.member_remove(keys=sorted(keys), by=request.user.get_username())
             self.log_moderation(
-                request,
-                "user_disconnect",
-                rooms=sorted({slug for user_id, _, slug in authors if user_id is not None}),
-                count=len(user_ids),
-                users=user_ids,
+                request, "member_remove", rooms=sorted(rooms), count=len(keys), keys=sorted(keys)
             )
-            self.message_user(request, f"Disconnected {counted(len(user_ids), 'user')}.")
-        if guests:
+            minutes = max(1, round(settings.RIPPLE_REMOVAL_S / 60))
             self.message_user(
                 request,
-                f"Skipped {counted(len(guests), 'guest author')}: guests have no account to disconnect.",
+                f"Removed {counted(len(keys), 'author')} ({', '.join(sorted(set(keys.values())))}) "
+                f"for {minutes} min, until {until:%H:%M} UTC.",
+            )
+        if unknown:
+            self.message_user(
+                request,
+                f"Skipped {counted(len(unknown), 'author')} whose messages predate identity keys.",
                 messages.WARNING,
             )
-        if not user_ids and not guests:
-            self.message_user(
-                request, "The selected messages have no authors to disconnect.", messages.WARNING
-            )
+        if not keys and not unknown:
+            self.message_user(request, "The selected messages have no authors to remove.", messages.WARNING)

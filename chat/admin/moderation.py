@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django.contrib import admin
@@ -10,8 +11,14 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils import timezone
 
 from ..logs import log_event
+
+
+def short_time(moment: datetime | None) -> str:
+    """``2026-12-04 18:30`` in the admin's time zone, ``–`` for none: one short line in a list."""
+    return "–" if moment is None else timezone.localtime(moment).strftime("%Y-%m-%d %H:%M")
 
 
 def counted(n: int, noun: str) -> str:

@@ -21,7 +21,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.sessions import InstanceSessionWrapper
 from django.conf import settings
 
-from .. import heartbeat, hub, limits, protocol
+from .. import heartbeat, hub, limits, protocol, removal
 from ..admission import CONNECTION_ID
 from ..identity import Identity, identity_from_scope, session_expiry, session_tag
 from ..logs import log_event
@@ -72,6 +72,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
     connected_at: float
     # Maps each subscribed room slug to its Room row.
     rooms: dict[str, Room]
+    typing_at: dict[str, float]
+    # This socket's connect event on the dashboard (stats.recent): the rooms it joined go in it.
+    connect_event: dict[str, Any] | None = None
     throttle: Throttle
     session_watch: SessionWatch | None
 
@@ -116,7 +119,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.last_seen = self.connected_at = time.monotonic()
         self.identity = await identity_from_scope(self.scope, connection_id=self.connection_id)
         self.session_tag = session_tag(self.scope.get("session"))
+        # Maps each room to when this socket last fanned out ``typing`` there (frames.py).
+        self.typing_at = {}
         await self.accept()
+        if await removal.aremoved_until(self.identity.member_id) is not None:
+            # Accepted first: a browser reads a close code, never a refused handshake's status.
+            await self.refuse(protocol.CLOSE_DISCONNECTED_BY_MODERATOR, "removed", user=self.identity.name)
+            return False
         if not limits.connections_per_user.try_add(
             self.identity.member_id, settings.RIPPLE_MAX_CONNECTIONS_PER_USER
         ):
@@ -171,7 +180,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def welcome(self) -> None:
         """Count the socket as connected and tell the client who it is and the limits it meets."""
         identity = self.identity
-        stats.connected(connection_id=self.connection_id, user=identity.name)
+        self.connect_event = stats.connected(connection_id=self.connection_id, user=identity.name)
         self.held = Held.OPEN
         log_event(
             "connect",
@@ -200,13 +209,18 @@ class ChatConsumer(AsyncWebsocketConsumer):
             self.monitor.unregister(self)
         if held >= Held.HUB:
             rooms, self.rooms = self.rooms, {}
+            left = list(rooms)
             for slug in rooms:
                 await self.hub.detach(self, slug)
             await self.hub.disconnect(self)
         if held >= Held.OPEN:
             duration_s = time.monotonic() - self.connected_at
             stats.disconnected(
-                connection_id=self.connection_id, user=self.identity.name, code=code, duration_s=duration_s
+                connection_id=self.connection_id,
+                user=self.identity.name,
+                code=code,
+                duration_s=duration_s,
+                rooms=left if held >= Held.HUB else [],
             )
             log_event(
                 "disconnect",

@@ -15,9 +15,10 @@ from typing import Any, Protocol
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from .. import protocol, selectors, services
+from .. import hub, protocol, removal, selectors, services
 from ..hub import RoomHub, Subscriber
 from ..models import Room
+from ..stats import RECENT_ROOMS
 from ..throttle import Throttle
 
 logger = logging.getLogger(__name__)
@@ -43,6 +44,9 @@ class ChatSocket(Subscriber, Protocol):
     scope: dict[str, Any]
     # Maps each subscribed room slug to its Room row.
     rooms: dict[str, Room]
+    # Maps each room to when this socket last fanned out ``typing`` there (monotonic seconds).
+    typing_at: dict[str, float]
+    connect_event: dict[str, Any] | None
     throttle: Throttle
     hub: RoomHub
 
@@ -63,6 +67,10 @@ async def on_subscribe(socket: ChatSocket, frame: protocol.Frame) -> None:
     slug = frame.room
     assert slug is not None
     where = {"ref": frame.ref, "room": slug}
+    if await removal.aremoved_until(socket.identity.member_id) is not None:
+        # Removed while this socket was opening on a process that had not heard yet.
+        await socket.close(code=protocol.CLOSE_DISCONNECTED_BY_MODERATOR, reason="removed")
+        return
     if slug in socket.rooms:
         raise protocol.ProtocolError(protocol.ALREADY_SUBSCRIBED, f"already subscribed to {slug}", **where)
     if len(socket.rooms) >= settings.RIPPLE_MAX_SUBSCRIPTIONS:
@@ -94,6 +102,8 @@ async def on_subscribe(socket: ChatSocket, frame: protocol.Frame) -> None:
             error, "could not subscribe; try again", "subscribe to %s failed", **where
         ) from None
     if room.closed_at is not None:
+        # The socket hears of a reopen (room_reopened) without asking again.
+        socket.hub.watchers.watch(socket, slug)
         raise protocol.ProtocolError(protocol.ROOM_IS_CLOSED, f"{slug} was closed by a moderator", **where)
     if room.private and not await _allowed(socket, room):
         raise protocol.ProtocolError(protocol.FORBIDDEN, f"{slug} is private: members only", **where)
@@ -114,11 +124,16 @@ async def on_subscribe(socket: ChatSocket, frame: protocol.Frame) -> None:
             protocol.SERVER_ERROR, "could not subscribe; try again", **where
         ) from None
     socket.rooms[slug] = room
+    joined = socket.connect_event["rooms"] if socket.connect_event is not None else None
+    if joined is not None and len(joined) < RECENT_ROOMS and slug not in joined:
+        joined.append(slug)
 
 
 async def on_unsubscribe(socket: ChatSocket, frame: protocol.Frame) -> None:
     slug = frame.room
     assert slug is not None
+    socket.hub.watchers.unwatch(socket, slug)
+    socket.typing_at.pop(slug, None)
     if socket.rooms.pop(slug, None) is None:
         raise protocol.ProtocolError(
             protocol.NOT_SUBSCRIBED, f"not subscribed to {slug}", ref=frame.ref, room=slug
@@ -169,6 +184,29 @@ async def on_message(socket: ChatSocket, frame: protocol.Frame) -> None:
         logger.exception("publishing %s#%s failed; the tail check will deliver it", slug, message.seq)
 
 
+# A socket's ``typing`` frames fanned out per room: one per this many seconds; the client sends
+# one every 3 s while the person types, so this passes each of those and drops bursts.
+TYPING_MIN_INTERVAL_S = 2.0
+
+
+async def on_typing(socket: ChatSocket, frame: protocol.Frame) -> None:
+    """Tell the room's other subscribers who is typing: one channel-layer send, never stored."""
+    slug = frame.room
+    assert slug is not None
+    if slug not in socket.rooms:
+        raise protocol.ProtocolError(
+            protocol.NOT_SUBSCRIBED, f"subscribe to {slug} before typing", ref=frame.ref, room=slug
+        )
+    now = time.monotonic()
+    if now - socket.typing_at.get(slug, -TYPING_MIN_INTERVAL_S) < TYPING_MIN_INTERVAL_S:
+        return  # dropped without an error: a page that types fast is not at fault
+    socket.typing_at[slug] = now
+    identity = socket.identity
+    kind = protocol.AUTHOR_USER if identity.user_id is not None else protocol.AUTHOR_GUEST
+    text = protocol.typing(room=slug, name=identity.name, kind=kind)
+    await hub.typing_publish(room_slug=slug, text=text, sender=socket.connection_id)
+
+
 async def _allowed(socket: ChatSocket, room: Room) -> bool:
     try:
         return await database_sync_to_async(selectors.room_allows)(room=room, user_id=socket.identity.user_id)
@@ -188,6 +226,7 @@ HANDLERS: dict[str, Handler] = {
     protocol.SUBSCRIBE: on_subscribe,
     protocol.UNSUBSCRIBE: on_unsubscribe,
     protocol.MESSAGE: on_message,
+    protocol.TYPING: on_typing,
 }
 
 

@@ -5,6 +5,7 @@
 - ``stream``: ``RoomStream``, one room here: ordering, gap fill, recent frames, ``fan_out``.
 - ``roster``: presence tracking (arrive, depart after a grace, announce, sync).
 - ``moderation``: what deleted/closed/access/room-deleted events do to subscribers here.
+- ``watchers``: the sockets waiting for a closed room to reopen; closing removed identities.
 - ``janitor``: the periodic duties (health, access audit, dashboard report, tail check,
   presence refresh, group refresh).
 - ``fallback``: the HTTP fallback streams held here and the POSTed frames routed to them.
@@ -27,13 +28,17 @@ from .events import (
     EVENT_END_SESSION,
     EVENT_MESSAGE,
     EVENT_PRESENCE,
+    EVENT_REMOVE_MEMBERS,
+    EVENT_REOPENED,
     EVENT_ROOM_DELETED,
+    EVENT_TYPING,
     connection_frame,
     connection_group,
     control_event,
     message_publish,
     room_event,
     room_group,
+    typing_publish,
 )
 from .janitor import GROUP_REFRESH_S, HEALTH_TIMEOUT_S
 from .roster import PRESENCE_BATCH_MAX_FACTOR, PRESENCE_BATCH_MEMBERS, presence_batch_s
@@ -52,7 +57,10 @@ __all__ = [
     "EVENT_END_SESSION",
     "EVENT_MESSAGE",
     "EVENT_PRESENCE",
+    "EVENT_REMOVE_MEMBERS",
+    "EVENT_REOPENED",
     "EVENT_ROOM_DELETED",
+    "EVENT_TYPING",
     "GROUP_REFRESH_S",
     "HEALTH_TIMEOUT_S",
     "PRESENCE_BATCH_MAX_FACTOR",
@@ -72,4 +80,5 @@ __all__ = [
     "presence_batch_s",
     "room_event",
     "room_group",
+    "typing_publish",
 ]

@@ -35,6 +35,7 @@ from .roster import Roster
 from .stream import RoomStream, Subscription
 from .subscriber import Subscriber
 from .tasks import TaskSet
+from .watchers import Watchers, remove_members
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +66,8 @@ class RoomHub:
         self.healthy = True
         self._drain = SocketDrain(self.connections)
         self._fallback = FallbackRoutes()
+        # Sockets here waiting for a closed room to reopen (chat/hub/watchers.py).
+        self.watchers = Watchers()
 
     @property
     def presence(self) -> PresenceStore:
@@ -94,6 +97,7 @@ class RoomHub:
     async def disconnect(self, consumer: Subscriber) -> None:
         """Count a socket out (after detaching its rooms); the last one stops everything."""
         self.connections.discard(consumer)
+        self.watchers.forget(consumer)
         self._drain.socket_left()
         if not self.connections and not self.rooms:
             await self._stop()
@@ -116,6 +120,7 @@ class RoomHub:
         private: bool = True,
     ) -> None:
         """Send ``consumer`` the ``subscribed`` frame, then every later message of the room."""
+        self.watchers.unwatch(consumer, slug)
         stream = self.rooms.get(slug)
         first = stream is None
         if stream is None:
@@ -339,6 +344,10 @@ class RoomHub:
                 asyncio.get_running_loop().create_task(self.drain(event["window_s"]))
         elif kind == events.EVENT_END_SESSION:
             await moderation.end_session(self.connections, event["session"])
+        elif kind == events.EVENT_REOPENED:
+            await self.watchers.reopened(event["room"])
+        elif kind == events.EVENT_REMOVE_MEMBERS:
+            await remove_members(self.connections, set(event["keys"]))
         elif (stream := self.rooms.get(event.get("room", ""))) is not None:
             await self._dispatch_room(stream, kind, event)
 
@@ -347,10 +356,14 @@ class RoomHub:
             self.roster.schedule_sync(stream)
         elif kind == events.EVENT_DELETED:
             await moderation.delete_messages(stream, event["seqs"])
+        elif kind == events.EVENT_TYPING:
+            await stream.send_others(event["text"], protocol.TYPING, event["sender"])
         elif kind == events.EVENT_CLOSED:
-            await self._end_subscriptions(
-                stream, await moderation.close_room(stream, event.get("reason", "")), None
-            )
+            ended = await moderation.close_room(stream, event.get("reason", ""))
+            # They learn of a reopen without a reload (chat/hub/watchers.py).
+            for consumer, _ in ended:
+                self.watchers.watch(consumer, stream.slug)
+            await self._end_subscriptions(stream, ended, None)
         elif kind == events.EVENT_ACCESS:
             await self.access_changed(stream)
         elif kind == events.EVENT_ROOM_DELETED:

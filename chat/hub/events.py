@@ -23,9 +23,17 @@ EVENT_CLOSED = "room.closed"
 EVENT_ACCESS = "room.access"
 # A moderator deleted the room and its messages (services.room_delete): every subscriber leaves.
 EVENT_ROOM_DELETED = "room.removed"
+# Someone is typing (chat/consumers/frames.py): the frame, encoded once, to the room's other
+# subscribers on every process. Never stored, no seq.
+EVENT_TYPING = "room.typing"
 # Process-wide control events, sent to every hub through CONTROL_GROUP.
 CONTROL_GROUP = "ripple.control"
 EVENT_DISCONNECT_USER = "control.disconnect_user"
+# A moderator reopened a room: each hub tells the sockets it keeps as the room's watchers.
+# A control event, as the hub left the room's group when the room closed.
+EVENT_REOPENED = "control.room_reopened"
+# A moderator removed identities (users or guests, by member id): their sockets close with 4403.
+EVENT_REMOVE_MEMBERS = "control.remove_members"
 # A session ended (logout): its sockets close with 4401.
 EVENT_END_SESSION = "control.end_session"
 # A client frame POSTed to any worker for the HTTP fallback stream it belongs to (chat/sse.py).
@@ -68,6 +76,17 @@ async def message_publish(*, room_slug: str, seq: int, text: str, stored_at: flo
 async def room_event(slug: str, kind: str, data: dict[str, Any]) -> None:
     """Tell every process with subscribers in the room (moderation events)."""
     await get_channel_layer().group_send(room_group(slug), {"type": kind, "room": slug, **data})
+
+
+async def typing_publish(*, room_slug: str, text: str, sender: str) -> None:
+    """One ``typing`` frame to the room on every process: one channel-layer send, like a message.
+
+    Not offered to this process first: there is no seq to drop the second copy by, so every hub
+    (this one too) takes it from the group once and skips the ``sender`` connection.
+    """
+    await get_channel_layer().group_send(
+        room_group(room_slug), {"type": EVENT_TYPING, "room": room_slug, "text": text, "sender": sender}
+    )
 
 
 async def control_event(kind: str, data: dict[str, Any]) -> None:

@@ -130,6 +130,15 @@ class RoomStream:
         await fan_out(list(self.subscribers), text)
         stats.frame_out(frame_type, len(self.subscribers))
 
+    async def send_others(self, text: str, frame_type: str, sender: str) -> None:
+        """An ephemeral frame (``typing``) to every subscriber here but the ``sender`` connection.
+
+        Not under the lock and not kept in ``recent``: it orders against nothing and is never
+        resent; a subscriber attaching meanwhile may or may not get it.
+        """
+        due = [subscriber for subscriber in self.subscribers if subscriber.connection_id != sender]
+        stats.frame_out(frame_type, await fan_out(due, text))
+
     def retire(self) -> None:
         """The hub let go of the room: no fill and no presence read is due any more."""
         self.live = False

@@ -11,6 +11,8 @@ Client -> server
     unsubscribe  room                        -> unsubscribed {room}
     message      room, body, client_id       -> ack {room, client_id, seq, sent_at, duplicate}
                                              (or error message_rejected: a validator refused it)
+    typing       room                        (at most one per ~3 s per socket; more are dropped;
+                                             error not_subscribed outside the socket's rooms)
     (every client frame may carry ``ref``, copied into the direct reply)
 
 Server -> client
@@ -27,12 +29,16 @@ Server -> client
     presence     room, joins, leaves        (members as {id, name, kind}; kind: user | guest)
     deleted      room, seqs                 (a moderator deleted these messages)
     room_closed  room, reason               (a moderator closed the room; no longer subscribed)
+    room_reopened room                      (a room this socket was in, or was refused as closed,
+                                             is open again: subscribe again, since the last seq)
+    typing       room, name, kind           (someone else in the room is typing; never stored)
 
 Close codes
     1000  normal close
     1011  internal error (sent by daphne when the application fails)
     4401  session ended (logout, expiry): do not reconnect
-    4403  disconnected by a moderator: do not reconnect
+    4403  disconnected or removed by a moderator (refused again while the removal lasts):
+          do not reconnect
     4408  heartbeat timeout: nothing heard for interval + timeout
     4409  too many sockets for this user or address: do not reconnect
     4413  frame too large for an endpoint with no error frames (echo, dashboard): do not resend it
@@ -62,7 +68,9 @@ from .build import (
     pong,
     presence,
     room_closed,
+    room_reopened,
     subscribed,
+    typing,
     unsubscribed,
     welcome,
 )
@@ -111,10 +119,12 @@ from .codes import (
     ROOM_CLOSED,
     ROOM_IS_CLOSED,
     ROOM_NOT_FOUND,
+    ROOM_REOPENED,
     SERVER_ERROR,
     SUBSCRIBE,
     SUBSCRIBED,
     TOO_MANY_SUBSCRIPTIONS,
+    TYPING,
     UNKNOWN_TYPE,
     UNSUBSCRIBE,
     UNSUBSCRIBED,
@@ -180,11 +190,13 @@ __all__ = [
     "ROOM_CLOSED",
     "ROOM_IS_CLOSED",
     "ROOM_NOT_FOUND",
+    "ROOM_REOPENED",
     "ROOM_SLUG_RE",
     "SERVER_ERROR",
     "SUBSCRIBE",
     "SUBSCRIBED",
     "TOO_MANY_SUBSCRIPTIONS",
+    "TYPING",
     "UNKNOWN_TYPE",
     "UNSUBSCRIBE",
     "UNSUBSCRIBED",
@@ -204,7 +216,9 @@ __all__ = [
     "pong",
     "presence",
     "room_closed",
+    "room_reopened",
     "subscribed",
+    "typing",
     "unsubscribed",
     "welcome",
 ]

@@ -22,7 +22,9 @@ from .codes import (
     PRESENCE,
     PROTOCOL_VERSION,
     ROOM_CLOSED,
+    ROOM_REOPENED,
     SUBSCRIBED,
+    TYPING,
     UNSUBSCRIBED,
     WELCOME,
 )
@@ -141,6 +143,16 @@ def deleted(*, room: str, seqs: list[int]) -> str:
 
 def room_closed(*, room: str, reason: str) -> str:
     return dumps({"type": ROOM_CLOSED, "room": room, "reason": reason})
+
+
+def room_reopened(*, room: str) -> str:
+    """A room this socket was in when it closed is open again: subscribe to it again."""
+    return dumps({"type": ROOM_REOPENED, "room": room})
+
+
+def typing(*, room: str, name: str, kind: str) -> str:
+    """``name`` (``kind``: user | guest) is typing in ``room``; sent to the others, never stored."""
+    return dumps({"type": TYPING, "room": room, "name": name, "kind": kind})
 
 
 def presence(*, room: str, joins: list[dict[str, str]], leaves: list[dict[str, str]]) -> str:

@@ -15,7 +15,9 @@ PONG = "pong"
 SUBSCRIBE = "subscribe"
 UNSUBSCRIBE = "unsubscribe"
 MESSAGE = "message"
-CLIENT_TYPES = frozenset({PING, PONG, SUBSCRIBE, UNSUBSCRIBE, MESSAGE})
+# Someone is typing in a room: ephemeral, never stored; the server's frame names who.
+TYPING = "typing"
+CLIENT_TYPES = frozenset({PING, PONG, SUBSCRIBE, UNSUBSCRIBE, MESSAGE, TYPING})
 
 # Server-only frame types.
 WELCOME = "welcome"
@@ -26,6 +28,7 @@ ERROR = "error"
 PRESENCE = "presence"
 DELETED = "deleted"
 ROOM_CLOSED = "room_closed"
+ROOM_REOPENED = "room_reopened"
 
 # ``message.author_kind`` (and ``kind`` of a presence member, user or guest): who stands
 # behind a name. Only the operators post as system (Message.system).

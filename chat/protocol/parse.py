@@ -24,6 +24,7 @@ from .codes import (
     PING,
     PONG,
     SUBSCRIBE,
+    TYPING,
     UNKNOWN_TYPE,
     UNSUBSCRIBE,
 )
@@ -78,7 +79,7 @@ def parse_client_frame(text: str, *, max_frame_chars: int, max_body_chars: int) 
     room = _room(data, ref)
     if frame_type == SUBSCRIBE:
         return Frame(type=frame_type, ref=ref, room=room, since=_since(data, ref, room))
-    if frame_type == UNSUBSCRIBE:
+    if frame_type in (UNSUBSCRIBE, TYPING):
         return Frame(type=frame_type, ref=ref, room=room)
     client_id = _client_id(data, ref, room)
     body = _body(data, ref, room, client_id, max_body_chars)

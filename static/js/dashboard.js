@@ -42,10 +42,30 @@ export function formatClock(unixSeconds) {
   return `${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}`;
 }
 
-/** `1000: 3, 4408: 1` for a map of code to count; `–` when empty. */
-export function formatCounts(counts) {
+// Maps each close code to its name in the client's CLOSE table ("4403 disconnected by
+// moderator"); the NO_RETRY_* bounds are not codes.
+const CLOSE_NAMES = new Map(
+  Object.entries(CLOSE)
+    .filter(([name]) => !name.startsWith('NO_RETRY_'))
+    .map(([name, code]) => [code, name.toLowerCase().replaceAll('_', ' ')]),
+);
+
+/** `4403 disconnected by moderator` for a close code; the bare number for one CLOSE does not name. */
+export function closeName(code) {
+  const name = CLOSE_NAMES.get(Number(code));
+  return name ? `${code} ${name}` : String(code);
+}
+
+/** `1000: 3, 4408: 1` for a map of code to count (`name` words each code); `–` when empty. */
+export function formatCounts(counts, name = String) {
   const entries = Object.entries(counts ?? {}).sort(([a], [b]) => a.localeCompare(b));
-  return entries.length ? entries.map(([code, n]) => `${code}: ${n}`).join(', ') : '–';
+  return entries.length ? entries.map(([code, n]) => `${name(code)}: ${n}`).join(', ') : '–';
+}
+
+/** The rooms of a recent event (`rooms`, or `room`), `–` for none. */
+export function formatRooms(event) {
+  const rooms = Array.isArray(event.rooms) ? event.rooms : (event.room ? [event.room] : []);
+  return rooms.length ? rooms.join(', ') : '–';
 }
 
 /** The smallest 1, 2 or 5 × 10^n at or above `value` (at least 1): the chart's top. */
@@ -151,7 +171,7 @@ export function renderFrame(document, frame, updateChart) {
   setText('total-out-rate', totals.messages_out_per_s ?? 0);
   setText('total-connects', totals.connects_total ?? 0);
   setText('total-heartbeat-timeouts', totals.heartbeat_timeouts_total ?? 0);
-  setText('total-closes', formatCounts(totals.closes_total));
+  setText('total-closes', formatCounts(totals.closes_total, closeName));
   setText('total-errors', formatCounts(totals.errors_total));
 
   const warningBox = byId('dash-warning-box');
@@ -166,7 +186,7 @@ export function renderFrame(document, frame, updateChart) {
   ]);
   fillRows(byId('rooms').tBodies[0], frame.rooms ?? [], (r) => [r.room, String(r.members)]);
   fillRows(byId('recent').tBodies[0], frame.recent ?? [], (e) => [
-    formatClock(e.t), e.event, e.user ?? '', e.code === undefined ? '' : String(e.code),
+    formatClock(e.t), e.event, e.user ?? '', formatRooms(e), e.code === undefined ? '' : closeName(e.code),
     e.duration_s === undefined ? '' : formatDuration(e.duration_s), e.process ?? '',
   ]);
   updateChart(frame.traffic);

@@ -20,7 +20,8 @@ function describeData(data) {
 
 /**
  * Wires the playground under `root` and returns `{start, stop}`; `start()`
- * (also the Start button) replaces any running socket with a new one.
+ * replaces any running socket with a new one. The button starts one, or
+ * stops the one running (it then reads "Stop").
  */
 export function mountEchoPlayground(root, {
   document = root.ownerDocument ?? globalThis.document,
@@ -51,7 +52,16 @@ export function mountEchoPlayground(root, {
     log.append(li);
   }
 
+  /** The button says what a click does: Stop while a socket runs, Start otherwise. */
+  function showButton() {
+    if (!startButton) return;
+    const running = ws !== null && (ws.readyState === 0 || ws.readyState === 1);
+    startButton.textContent = running ? 'Stop' : 'Start';
+    startButton.setAttribute('aria-pressed', running ? 'true' : 'false');
+  }
+
   function showReadyState() {
+    showButton();
     if (!readyState) return;
     readyState.textContent = ws ? `readyState ${ws.readyState} (${READY_STATE_NAMES[ws.readyState] ?? '?'})` : '';
   }
@@ -89,6 +99,7 @@ export function mountEchoPlayground(root, {
     ws = null;
     detachSocket = null;
     if (old.readyState === 0 || old.readyState === 1) old.close(1000);
+    showButton();
   }
 
   function start() {
@@ -126,7 +137,16 @@ export function mountEchoPlayground(root, {
     showReadyState();
   }
 
-  if (startButton) startButton.addEventListener('click', start);
+  function toggle() {
+    if (ws !== null && (ws.readyState === 0 || ws.readyState === 1)) {
+      stop();
+      append('@stopped');
+    } else {
+      start();
+    }
+  }
+
+  if (startButton) startButton.addEventListener('click', toggle);
   return { start, stop };
 }
 

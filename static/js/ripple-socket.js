@@ -15,6 +15,8 @@
  *   constants.js  frame types, error codes, close codes and the reconnect policy, states
  *   timer.js      the one timer mechanism: named timers (Schedule) and backoff (Timer)
  *   transport.js  WebSocket or the HTTP fallback, and the probe that moves back
+ *   health.js     one GET /healthz: is the server down, or is WebSocket blocked?
+ *   reconnect.js  failures, the delay before the next attempt, when to give up
  *   rooms.js      subscriptions: seq order, gap fill, rooms the server stops serving
  *   members.js    who is in a room
  *   outbox.js     messages until their ack: offline queue, pace, re-send

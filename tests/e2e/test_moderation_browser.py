@@ -38,4 +38,6 @@ async def test_a_page_shows_deletions_and_a_closed_room_live(browser, daphne, li
 
     await asyncio.to_thread(moderate, "close", "moderated-page", env)
     await page.wait_for_selector("#body:disabled", timeout=10_000)
-    assert await page.text_content("#history-note") == "This room was closed by a moderator."
+    assert await page.text_content("#history-note") == (
+        "This room was closed by a moderator: closed for the night"
+    )

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { mock } from 'node:test';
 
 import { FRAME, RippleSocket } from '../../static/js/ripple-socket.js';
-import { fakeSseServer, fakeStorage } from './fake-sse.mjs';
+import { fakeFetch, fakeSseServer, fakeStorage, flush } from './fake-sse.mjs';
 import { FakeWebSocket, fakeEnvironment } from './fake-websocket.mjs';
 
 export const URL = 'ws://ripple.test/ws/chat/';
@@ -30,6 +30,8 @@ export function setup(options = {}) {
     navigator: env.navigator,
     random: () => 0.5,
     connectTimeoutMs: 10 ** 9,
+    // The health check's fetch: null (never the network) unless a test gives one.
+    fetch: null,
     ...socketOptions,
   });
   for (const type of EVENTS) {
@@ -117,13 +119,25 @@ export const FALLBACK_KEY = 'ripple.transport';
 
 /**
  * A RippleSocket with WebSocket then the fake SSE server as transports, and a
- * fake sessionStorage; `sse` is the server (its `es` the newest stream).
+ * fake sessionStorage; `sse` is the server (its `es` the newest stream),
+ * `health` the fetch of its health checks (answering 200 at once unless given).
  */
 export function setupFallback(options = {}) {
-  const { sse = fakeSseServer(), storage = fakeStorage(), ...rest } = options;
+  const { sse = fakeSseServer(), storage = fakeStorage(), health = fakeFetch({ autoStatus: 200 }), ...rest } = options;
   const WS = rest.WS ?? FakeWebSocket.fresh();
-  const ctx = setup({ WS, transports: [WS, sse.Sse], sessionStorage: storage, ...rest });
-  return Object.assign(ctx, { sse, storage });
+  const ctx = setup({ WS, transports: [WS, sse.Sse], sessionStorage: storage, fetch: health, ...rest });
+  return Object.assign(ctx, { sse, storage, health });
+}
+
+/**
+ * WebSocket blocked while HTTP works: fast failures until the health check
+ * answers and the attempt it brings forward fails fast too (the tab then moves).
+ */
+export async function blockWebSocket(ctx, failures = 3) {
+  for (let n = 1; n < failures; n += 1) failAndWait(ctx);
+  ctx.ws.serverError(); // the last one: the health check goes out
+  await flush(); // HTTP answers: the next attempt goes out at once
+  failAndWait(ctx); // and fails fast too: the next connection uses the fallback
 }
 
 /** A tab that moved to the fallback earlier (sessionStorage says so), open on it. */

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, mock, test } from 'node:test';
 
-import { describeState, formatTime, mountChatRoom } from '../../static/js/chat-room.js';
+import { formatTime, mountChatRoom } from '../../static/js/chat-room.js';
 import { mountEchoPlayground } from '../../static/js/echo-playground.js';
 import { CLOSE, FRAME, RippleSocket, STATE, socketUrl } from '../../static/js/ripple-socket.js';
 import { fakeSseServer, fakeStorage } from './fake-sse.mjs';
@@ -35,6 +35,16 @@ class FakeElement extends CountingTarget {
     this.hidden = false;
     this.title = '';
     this.value = '';
+    this.disabled = false;
+    // Geometry of a scroller, set by the tests that need it.
+    this.scrollTop = 0;
+    this.scrollHeight = 0;
+    this.clientHeight = 0;
+    this.focused = 0;
+  }
+
+  focus() {
+    this.focused += 1;
   }
 
   get classList() {
@@ -109,11 +119,13 @@ class FakeElement extends CountingTarget {
     return this.attributes.get(name) ?? null;
   }
 
-  /** Only `.class` selectors, enough for assertions. */
+  /** Only `.class` and tag-name selectors, enough for the pages and the assertions. */
   querySelector(selector) {
-    const name = selector.replace(/^\./, '');
+    const matches = selector.startsWith('.')
+      ? (el) => el.classList.contains(selector.slice(1))
+      : (el) => el.tagName === selector.toUpperCase();
     for (const child of this.children) {
-      if (child.classList.contains(name)) return child;
+      if (matches(child)) return child;
       const found = child.querySelector(selector);
       if (found) return found;
     }
@@ -159,20 +171,21 @@ function h(tag, props = {}, ...children) {
   return el;
 }
 
-function renderedMessage(seq, author, body) {
-  return h('li', { className: 'msg', dataset: { seq: String(seq), clientId: `c${seq}` } },
-    h('span', { className: 'author' }, author), ' ', timeEl('2026-11-22T04:13:00+00:00', 'UTC'), ' ', h('span', { className: 'body' }, body));
+function renderedMessage(seq, author, body, sentAt = '2026-11-22T04:13:00+00:00') {
+  return h('li', { className: 'msg', dataset: { seq: String(seq), clientId: `c${seq}`, author, authorKind: 'user', sentAt } },
+    h('span', { className: 'head' }, h('span', { className: 'author' }, author)), ' ', timeEl(sentAt, 'UTC'), ' ', h('span', { className: 'body' }, body));
 }
 
 function timeEl(datetime, text) {
-  const el = h('time', {}, text);
+  const el = h('time', { className: 'time' }, text);
   el.setAttribute('datetime', datetime);
   return el;
 }
 
 /** The room template, as the Django side renders it. */
-function roomPage({ lastSeq = '42', messages = [renderedMessage(42, 'bob', 'hi')] } = {}) {
+function roomPage({ lastSeq = '42', messages = [renderedMessage(42, 'bob', 'hi')], title = 'general – Ripple' } = {}) {
   const document = new FakeDocument();
+  document.title = title;
   const root = h('main', { id: 'room', dataset: { room: 'general', wsUrl: '/ws/chat/', lastSeq, user: 'alice' } },
     h('p', { id: 'conn-state', dataset: { state: 'connecting' } }, 'Connecting…'),
     h('button', { id: 'retry', hidden: true }, 'Retry'),
@@ -180,8 +193,10 @@ function roomPage({ lastSeq = '42', messages = [renderedMessage(42, 'bob', 'hi')
     h('details', { id: 'members-box', open: true },
       h('summary', {}, 'Here now (', h('span', { id: 'member-count' }, '0'), ')'),
       h('ul', { id: 'members' })),
-    h('ol', { id: 'messages' }, ...messages),
-    h('form', { id: 'composer' }, h('input', { id: 'body' }), h('button', {}, 'Send')));
+    h('div', { id: 'message-log' }, h('ol', { id: 'messages' }, ...messages)),
+    h('button', { id: 'new-messages', hidden: true }),
+    h('form', { id: 'composer' }, h('textarea', { id: 'body' }), h('button', {}, 'Send')),
+    h('p', { id: 'composer-note', hidden: true }));
   document.body.append(root);
   const byId = (id) => document.getElementById(id);
   return {
@@ -191,12 +206,19 @@ function roomPage({ lastSeq = '42', messages = [renderedMessage(42, 'bob', 'hi')
     retry: byId('retry'),
     note: byId('history-note'),
     list: byId('messages'),
+    log: byId('message-log'),
+    hint: byId('new-messages'),
+    composerNote: byId('composer-note'),
     form: byId('composer'),
     input: byId('body'),
     members: byId('members'),
     memberCount: byId('member-count'),
+    /** The messages shown, in order. */
+    items() {
+      return this.list.children.filter((li) => li.classList.contains('msg'));
+    },
     seqs() {
-      return this.list.children.map((li) => li.dataset.seq ?? 'pending');
+      return this.items().map((li) => li.dataset.seq ?? 'pending');
     },
     /** The member list as shown: `name#id`, with `*` for the reader's own entry. */
     shownMembers() {
@@ -231,6 +253,11 @@ function openAndSubscribe(room, messages = [], members = []) {
   });
 }
 
+/** Lets promise callbacks (ack, refusal) run. */
+async function flush() {
+  for (let i = 0; i < 5; i += 1) await Promise.resolve();
+}
+
 function submit(room, text) {
   room.input.value = text;
   const event = new Event('submit', { cancelable: true });
@@ -250,26 +277,7 @@ describe('helpers', () => {
     assert.equal(formatTime('not a date'), '');
   });
 
-  test('describeState words every state', () => {
-    const base = { attempt: 2, maxAttempts: 20, delayMs: null, offline: false, code: null };
-    assert.equal(describeState({ ...base, state: STATE.OPEN }).text, 'Connected');
-    assert.equal(describeState({ ...base, state: STATE.CONNECTING }).text, 'Connecting…');
-    assert.equal(describeState({ ...base, state: STATE.RECONNECTING, delayMs: 3000 }, 0, 3000).text, 'Reconnecting in 3 s (attempt 2 of 20)');
-    assert.deepEqual(describeState({ ...base, state: STATE.RECONNECTING, offline: true }),
-      { dataState: 'offline', text: 'Offline — waiting for the network', retry: false });
-    assert.deepEqual(describeState({ ...base, state: STATE.FAILED }), { dataState: 'failed', text: 'Disconnected', retry: true });
-  });
-
-  test('describeState names the HTTP fallback when connected over it, with the same data-state', () => {
-    const base = { attempt: 1, maxAttempts: 20, delayMs: null, offline: false, code: null };
-    assert.deepEqual(describeState({ ...base, state: STATE.OPEN, transport: 'websocket' }), { dataState: 'open', text: 'Connected', retry: false });
-    assert.deepEqual(describeState({ ...base, state: STATE.OPEN, transport: 'sse' }), { dataState: 'open', text: 'Connected (HTTP fallback)', retry: false });
-    assert.equal(describeState({ ...base, state: STATE.CONNECTING, transport: 'sse' }).text, 'Connecting…');
-    assert.deepEqual(
-      describeState({ ...base, state: STATE.RECONNECTING, transport: 'websocket', code: CLOSE.CLIENT_TRANSPORT_SWITCH, delayMs: 400 }, 0, 400),
-      { dataState: 'reconnecting', text: 'Switching to WebSocket…', retry: false },
-    );
-  });
+  // describeState and the status line: tests/js/status.test.mjs.
 });
 
 describe('chat-room.js', () => {
@@ -283,8 +291,9 @@ describe('chat-room.js', () => {
 
   test('server-rendered times are shown in the reader’s time zone', () => {
     const room = mountRoom();
-    const time = room.list.children[0].children.find((child) => child.tagName === 'TIME');
+    const time = room.items()[0].querySelector('.time');
     assert.equal(time.textContent, formatTime('2026-11-22T04:13:00+00:00'));
+    assert.match(time.title, /2026/, 'the full date on hover');
     room.destroy();
   });
 
@@ -294,11 +303,11 @@ describe('chat-room.js', () => {
     room.ws.serverSend(message(44, { author: '<b>eve</b>' }));
     room.ws.serverSend(message(44));
     assert.deepEqual(room.seqs(), ['42', '43', '44']);
-    const li = room.list.children[1];
-    assert.equal(li.className, 'msg');
+    const li = room.items()[1];
+    assert.ok(li.classList.contains('msg') && !li.classList.contains('pending'));
     assert.equal(li.querySelector('.body').textContent, '<img src=x onerror=alert(1)>');
     assert.equal(li.querySelector('.body').children.length, 0, 'no markup was parsed');
-    assert.equal(room.list.children[2].querySelector('.author').textContent, '<b>eve</b>');
+    assert.equal(room.items()[2].querySelector('.author').textContent, '<b>eve</b>');
     const time = li.children.find((child) => child.tagName === 'TIME');
     assert.equal(time.getAttribute('datetime'), '2026-11-22T04:13:53.123Z');
     room.destroy();
@@ -311,11 +320,11 @@ describe('chat-room.js', () => {
     room.ws.serverSend(message(44, { author: 'mallory', author_kind: 'guest', body: '[Announcement] free coins' }));
     room.ws.serverSend(message(45, { author: 'announcement', author_kind: 'system', system: true, body: 'noon' }));
     room.ws.serverSend(message(46, { author: 'old-server' }));
-    const kinds = (li) => li.children.filter((el) => el.classList.contains('author-kind')).map((el) => el.textContent);
-    const [, user, guest, system, unknown] = room.list.children;
-    assert.deepEqual([user.className, kinds(user), user.dataset.authorKind], ['msg', [], 'user']);
-    assert.deepEqual([guest.className, kinds(guest), guest.dataset.authorKind], ['msg', ['guest'], 'guest']);
-    assert.deepEqual([system.className, kinds(system), system.children[0].textContent], ['msg system', ['Announcement'], 'Announcement']);
+    const kinds = (li) => li.querySelector('.head').children.filter((el) => el.classList.contains('author-kind')).map((el) => el.textContent);
+    const [, user, guest, system, unknown] = room.items();
+    assert.deepEqual([user.classList.contains('system'), kinds(user), user.dataset.authorKind], [false, [], 'user']);
+    assert.deepEqual([guest.classList.contains('system'), kinds(guest), guest.dataset.authorKind], [false, ['guest'], 'guest']);
+    assert.deepEqual([system.classList.contains('system'), kinds(system), system.querySelector('.head').children[0].textContent], [true, ['Announcement'], 'Announcement']);
     assert.deepEqual(kinds(unknown), ['guest'], 'a frame without author_kind claims least');
     assert.deepEqual(room.members.children.map((li) => [li.textContent, li.dataset.kind]), [['alice', 'user'], ['mallory', 'guest']]);
     room.destroy();
@@ -337,7 +346,7 @@ describe('chat-room.js', () => {
     const event = submit(room, 'hello <there>');
     assert.equal(event.defaultPrevented, true);
     assert.equal(room.input.value, '');
-    const li = room.list.children.at(-1);
+    const li = room.items().at(-1);
     assert.ok(li.classList.contains('pending'));
     assert.equal(li.querySelector('.author').textContent, 'alice');
     assert.equal(li.querySelector('.body').textContent, 'hello <there>');
@@ -354,7 +363,7 @@ describe('chat-room.js', () => {
     assert.equal(li.dataset.seq, '44');
     room.ws.serverSend(message(44, { client_id: sent.client_id, author: 'alice', body: 'hello <there>' }));
     assert.deepEqual(room.seqs(), ['42', '43', '44']);
-    assert.equal(room.list.children.filter((item) => item.dataset.clientId === sent.client_id).length, 1);
+    assert.equal(room.items().filter((item) => item.dataset.clientId === sent.client_id).length, 1);
     room.destroy();
   });
 
@@ -368,7 +377,7 @@ describe('chat-room.js', () => {
     room.ws.serverSend({ type: FRAME.ACK, room: 'general', client_id: sent.client_id, seq: 43, sent_at: 'x', duplicate: false });
     await Promise.resolve();
     assert.deepEqual(room.seqs(), ['42', '43']);
-    assert.equal(room.list.children[1].classList.contains('pending'), false);
+    assert.equal(room.items()[1].classList.contains('pending'), false);
     room.destroy();
   });
 
@@ -380,9 +389,169 @@ describe('chat-room.js', () => {
     room.ws.serverSend({ type: FRAME.ERROR, code: 'body_too_long', message: 'too long', ref: null, client_id: sent.client_id });
     await Promise.resolve();
     await Promise.resolve();
-    const li = room.list.children.at(-1);
-    assert.equal(li.className, 'msg failed');
+    const li = room.items().at(-1);
+    assert.ok(li.classList.contains('failed'));
+    assert.equal(li.classList.contains('pending'), false);
     assert.equal(li.dataset.error, 'body_too_long');
+    room.destroy();
+  });
+
+  test('a refused message says so in words; Retry sends it again with the same client_id', async () => {
+    const room = mountRoom();
+    openAndSubscribe(room);
+    submit(room, 'hello');
+    const li = room.items().at(-1);
+    assert.equal(li.querySelector('.send-state').textContent, 'Sending…');
+    const [sent] = room.ws.framesOfType(FRAME.MESSAGE);
+    room.ws.serverSend({ type: FRAME.ERROR, code: 'server_error', message: 'try again', ref: null, client_id: sent.client_id });
+    await flush();
+    assert.equal(li.querySelector('.send-state').textContent, 'Not sent — try again Retry');
+    li.querySelector('.send-state').querySelector('button').click();
+    assert.ok(li.classList.contains('pending'));
+    assert.equal(li.querySelector('.send-state').textContent, 'Sending…');
+    const again = room.ws.framesOfType(FRAME.MESSAGE).at(-1);
+    assert.deepEqual([again.client_id, again.body], [sent.client_id, 'hello']);
+    room.ws.serverSend({ type: FRAME.ACK, room: 'general', client_id: sent.client_id, seq: 43, sent_at: '2026-11-22T04:14:00.000Z', duplicate: true });
+    await flush();
+    assert.equal(li.querySelector('.send-state'), null);
+    assert.deepEqual(room.seqs(), ['42', '43']);
+    room.destroy();
+  });
+
+  test('a message sent while the socket is closed fails; Retry reconnects and sends it', async () => {
+    const room = mountRoom();
+    openAndSubscribe(room);
+    room.ws.serverClose(CLOSE.TOO_MANY_CONNECTIONS);
+    submit(room, 'anyone?');
+    await flush();
+    const li = room.items().at(-1);
+    assert.equal(li.querySelector('.send-state').textContent, 'Not sent — disconnected Retry');
+    li.querySelector('.send-state').querySelector('button').click();
+    assert.equal(room.WS.instances.length, 2, 'the socket starts over');
+    openAndSubscribe(room);
+    const [frame] = room.ws.framesOfType(FRAME.MESSAGE);
+    assert.equal(frame.client_id, li.dataset.clientId);
+    room.destroy();
+  });
+
+  test('a message the server will never take offers Edit, which puts it back in the box', async () => {
+    const room = mountRoom();
+    openAndSubscribe(room);
+    submit(room, 'far too long');
+    const [sent] = room.ws.framesOfType(FRAME.MESSAGE);
+    room.ws.serverSend({ type: FRAME.ERROR, code: 'body_too_long', message: 'too long', ref: null, client_id: sent.client_id });
+    await flush();
+    const li = room.items().at(-1);
+    assert.equal(li.querySelector('.send-state').textContent, 'Not sent — too long Edit');
+    li.querySelector('.send-state').querySelector('button').click();
+    assert.equal(room.input.value, 'far too long');
+    assert.deepEqual(room.seqs(), ['42']);
+    room.destroy();
+  });
+
+  test('Enter sends, Shift+Enter does not; the box keeps the focus', () => {
+    const room = mountRoom();
+    assert.equal(room.input.focused, 1, 'focused on entry');
+    openAndSubscribe(room);
+    const key = (shiftKey) => {
+      const event = Object.assign(new Event('keydown', { cancelable: true }), { key: 'Enter', shiftKey });
+      room.input.dispatchEvent(event);
+      return event;
+    };
+    room.input.value = 'line one\nline two';
+    assert.equal(key(true).defaultPrevented, false, 'Shift+Enter is left to the textarea');
+    assert.equal(room.ws.framesOfType(FRAME.MESSAGE).length, 0);
+    assert.equal(key(false).defaultPrevented, true);
+    assert.deepEqual(room.ws.framesOfType(FRAME.MESSAGE).map((f) => f.body), ['line one\nline two']);
+    assert.equal(room.input.value, '');
+    assert.equal(room.input.focused, 2, 'focused again after the send');
+    room.input.value = '   ';
+    key(false);
+    assert.equal(room.ws.framesOfType(FRAME.MESSAGE).length, 1, 'blank is not sent');
+    room.destroy();
+  });
+
+  test('signed out (4401): the box is disabled and says why', () => {
+    const room = mountRoom();
+    openAndSubscribe(room);
+    room.ws.serverClose(CLOSE.SESSION_ENDED);
+    assert.equal(room.input.disabled, true);
+    assert.equal(room.form.querySelector('button').disabled, true);
+    assert.equal(room.composerNote.hidden, false);
+    assert.match(room.composerNote.textContent, /signed out/);
+    room.destroy();
+  });
+
+  test('the list follows new messages; scrolled up, a hint counts them and jumps down', () => {
+    const room = mountRoom();
+    const log = room.log;
+    Object.assign(log, { scrollHeight: 1000, clientHeight: 400 });
+    openAndSubscribe(room);
+    log.scrollHeight = 1100;
+    room.ws.serverSend(message(43));
+    assert.equal(log.scrollTop, 1100, 'follows');
+
+    log.scrollTop = 100;
+    log.dispatchEvent(new Event('scroll'));
+    room.ws.serverSend(message(44));
+    room.ws.serverSend(message(45));
+    assert.equal(log.scrollTop, 100, 'stays where the reader is');
+    assert.deepEqual([room.hint.hidden, room.hint.textContent], [false, '2 new messages ↓']);
+    room.hint.click();
+    assert.deepEqual([log.scrollTop, room.hint.hidden], [1100, true]);
+
+    log.scrollTop = 0;
+    log.dispatchEvent(new Event('scroll'));
+    log.scrollHeight = 1200;
+    submit(room, 'mine');
+    assert.equal(log.scrollTop, 1200, 'an own message brings the reader down');
+    room.destroy();
+  });
+
+  test('while the tab is hidden the title counts unread messages', () => {
+    const room = mountRoom({ title: 'General – Ripple' });
+    openAndSubscribe(room);
+    room.ws.serverSend(message(43));
+    assert.equal(room.document.title, 'General – Ripple');
+    room.document.visibilityState = 'hidden';
+    room.document.dispatchEvent(new Event('visibilitychange'));
+    room.ws.serverSend(message(44));
+    room.ws.serverSend(message(45));
+    assert.equal(room.document.title, '(2) General – Ripple');
+    room.document.visibilityState = 'visible';
+    room.document.dispatchEvent(new Event('visibilitychange'));
+    assert.equal(room.document.title, 'General – Ripple');
+    room.destroy();
+    assert.equal(room.document.listenerCount(), 0);
+  });
+
+  test('links become <a> elements, in the history and in new messages; other schemes stay text', () => {
+    const room = mountRoom({ messages: [renderedMessage(42, 'bob', 'docs at https://ripple.example/docs. javascript:alert(1)')] });
+    openAndSubscribe(room, [message(43, { body: 'and http://x.example/?a=1&b=2' })]);
+    const links = room.items().map((li) => li.querySelector('.body').children.map((a) => [a.tagName, a.getAttribute('href'), a.getAttribute('rel'), a.getAttribute('target'), a.textContent]));
+    assert.deepEqual(links, [
+      [['A', 'https://ripple.example/docs', 'noopener noreferrer', '_blank', 'https://ripple.example/docs']],
+      [['A', 'http://x.example/?a=1&b=2', 'noopener noreferrer', '_blank', 'http://x.example/?a=1&b=2']],
+    ]);
+    assert.equal(room.items()[0].querySelector('.body').textContent, 'docs at https://ripple.example/docs. javascript:alert(1)');
+    room.destroy();
+  });
+
+  test('a day separator before each day; one author’s run shows the name once', () => {
+    const room = mountRoom({
+      lastSeq: '3',
+      messages: [
+        renderedMessage(1, 'bob', 'a', '2026-11-20T12:00:00Z'),
+        renderedMessage(2, 'bob', 'b', '2026-11-22T12:00:00Z'),
+        renderedMessage(3, 'bob', 'c', '2026-11-22T12:03:00Z'),
+      ],
+    });
+    const kinds = () => room.list.children.map((li) => (li.classList.contains('day-separator') ? 'day' : li.classList.contains('continued') ? 'more' : 'msg'));
+    assert.deepEqual(kinds(), ['day', 'msg', 'day', 'msg', 'more']);
+    openAndSubscribe(room, [message(4, { author: 'bob', author_kind: 'user', sent_at: '2026-11-22T12:04:00Z' }), message(5, { author: 'cleo', sent_at: '2026-11-22T12:05:00Z' })]);
+    assert.deepEqual(kinds(), ['day', 'msg', 'day', 'msg', 'more', 'more', 'msg']);
+    room.ws.serverSend({ type: FRAME.DELETED, room: 'general', seqs: [3] });
+    assert.deepEqual(kinds(), ['day', 'msg', 'day', 'msg', 'msg', 'msg', 'msg'], 'a deleted message breaks the run');
     room.destroy();
   });
 
@@ -453,43 +622,6 @@ describe('chat-room.js', () => {
     assert.equal(room.members.classList.contains('stale'), false);
     assert.deepEqual(room.shownMembers(), ['*alice#u1', 'carol#u3']);
     assert.equal(room.memberCount.textContent, '2');
-    room.destroy();
-  });
-
-  test('the status line follows every state, with a countdown, and Retry after failure', () => {
-    const room = mountRoom({}, { backoffBaseMs: 3000, random: () => 0.99, maxAttempts: 3 });
-    assert.equal(room.status.dataset.state, 'connecting');
-    assert.equal(room.status.textContent, 'Connecting…');
-    room.ws.serverOpen();
-    assert.equal(room.status.dataset.state, 'open');
-    assert.equal(room.status.textContent, 'Connected');
-    room.ws.serverClose(1006);
-    assert.equal(room.status.dataset.state, 'reconnecting');
-    assert.equal(room.status.textContent, 'Reconnecting in 3 s (attempt 2 of 3)');
-    mock.timers.tick(1000);
-    assert.equal(room.status.textContent, 'Reconnecting in 2 s (attempt 2 of 3)');
-    mock.timers.tick(1000);
-    assert.equal(room.status.textContent, 'Reconnecting in 1 s (attempt 2 of 3)');
-    mock.timers.tick(970);
-    assert.equal(room.status.textContent, 'Connecting…');
-
-    room.env.goOffline();
-    room.ws.serverClose(1006);
-    assert.equal(room.status.dataset.state, 'offline');
-    assert.equal(room.status.textContent, 'Offline — waiting for the network');
-    room.env.goOnline();
-    assert.equal(room.status.dataset.state, 'connecting');
-
-    room.ws.serverClose(1006);
-    assert.equal(room.status.dataset.state, 'failed');
-    assert.equal(room.status.textContent, 'Disconnected');
-    assert.equal(room.retry.hidden, false);
-    assert.equal(liveTimers().pending, 0, 'no countdown left running');
-
-    room.retry.click();
-    assert.equal(room.WS.instances.length, 4);
-    assert.equal(room.status.textContent, 'Connecting…');
-    assert.equal(room.retry.hidden, true);
     room.destroy();
   });
 
@@ -646,23 +778,34 @@ describe('echo-playground.js', () => {
     assert.equal(WS.instances.length, 1);
     assert.equal(WS.instances[0].url, 'wss://ripple.example/ws/echo/');
     assert.equal(document.getElementById('ready-state').textContent, 'readyState 0 (CONNECTING)');
-    document.getElementById('start').click();
+    const button = document.getElementById('start');
+    assert.equal(button.textContent, 'Stop');
+    button.click();
+    assert.equal(button.textContent, 'Start');
+    button.click();
     assert.equal(WS.instances.length, 2);
     mock.timers.tick(10000);
   });
 
-  test('Start replaces the running socket and its timers; errors are logged', () => {
+  test('the button reads Stop while a socket runs and stops it; Start opens a new one; errors are logged', () => {
     const echo = echoPage();
-    echo.playground.start();
-    const first = echo.ws;
-    first.serverOpen();
+    assert.equal(echo.start.textContent, 'Start');
     echo.start.click();
-    assert.equal(echo.WS.instances.length, 2);
+    const first = echo.ws;
+    assert.equal(echo.start.textContent, 'Stop');
+    first.serverOpen();
+    assert.equal(echo.start.textContent, 'Stop');
+    echo.start.click();
+    assert.equal(echo.start.textContent, 'Start');
     assert.equal(first.closeCalls.length, 1);
     assert.equal(first.listenerCount(), 0);
+    assert.equal(liveTimers().pending, 0, 'no timer of the stopped socket');
+    echo.start.click();
+    assert.equal(echo.WS.instances.length, 2);
     assert.equal(liveTimers().pending, 1, 'only the new socket’s close timer');
     echo.ws.serverError();
-    assert.deepEqual(echo.lines(), ['@open', '@error', '@close: 1006']);
+    assert.equal(echo.start.textContent, 'Start');
+    assert.deepEqual(echo.lines(), ['@open', '@stopped', '@error', '@close: 1006']);
     assert.equal(liveTimers().pending, 0);
   });
 });

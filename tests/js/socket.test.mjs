@@ -14,8 +14,8 @@ describe('exported maps', () => {
     assert.deepEqual(
       Object.values(FRAME).sort(),
       [
-        'ack', 'deleted', 'error', 'message', 'ping', 'pong', 'presence', 'room_closed', 'subscribe', 'subscribed',
-        'unsubscribe', 'unsubscribed', 'welcome',
+        'ack', 'deleted', 'error', 'message', 'ping', 'pong', 'presence', 'room_closed', 'room_reopened', 'subscribe',
+        'subscribed', 'typing', 'unsubscribe', 'unsubscribed', 'welcome',
       ],
     );
     assert.equal(CLOSE.HEARTBEAT_TIMEOUT, 4408);
@@ -45,7 +45,7 @@ describe('RippleSocket reconnect', () => {
   test('reconnect delays are jittered and stay within the doubling cap', () => {
     const randoms = [0.9, 0.1, 0.6, 0.3, 0.99, 0.5];
     let i = 0;
-    const ctx = setup({ random: () => randoms[i++ % randoms.length], backoffBaseMs: 500, backoffMaxMs: 4000 });
+    const ctx = setup({ random: () => randoms[i++ % randoms.length], backoffBaseMs: 500, backoffMaxMs: 4000, downBackoffMaxMs: 4000 });
     const delays = [];
     for (let n = 0; n < randoms.length; n += 1) {
       failAndWait(ctx);
@@ -101,11 +101,59 @@ describe('RippleSocket reconnect', () => {
     ctx.socket.close();
   });
 
+  test('while the server cannot be reached, retries stay within downBackoffMaxMs for downFastForMs, and never give up', () => {
+    const ctx = setup({ random: () => 0.999, backoffBaseMs: 500, backoffMaxMs: 30000, downBackoffMaxMs: 2000, downFastForMs: 60000, maxAttempts: 3 });
+    ctx.ws.serverOpen();
+    ctx.ws.serverError(); // the server died under an open socket
+    let waited = ctx.lastState().delayMs;
+    assert.ok(waited <= 500);
+    tick(waited + 1);
+    const delays = [];
+    while (waited < 60000) {
+      ctx.ws.serverError(); // refused: closed with 1006 before it opened
+      delays.push(ctx.lastState().delayMs);
+      waited += ctx.lastState().delayMs + 1;
+      tick(ctx.lastState().delayMs + 1);
+    }
+    assert.ok(delays.every((delay) => delay <= 2000), 'capped while the outage is young');
+    assert.ok(delays.length > 30);
+    ctx.ws.serverError();
+    assert.ok(ctx.lastState().delayMs > 20000, 'a long outage gets the full backoff');
+    assert.equal(ctx.socket.state, STATE.RECONNECTING, 'refused connections never count toward maxAttempts');
+    ctx.socket.retry();
+    assert.equal(ctx.socket.state, STATE.CONNECTING, 'Retry now skips the wait');
+    ctx.ws.serverOpen();
+    ctx.ws.serverClose(1011); // the server answered, then dropped: full backoff
+    assert.equal(ctx.lastState().delayMs, 0.999 * 30000);
+    ctx.socket.close();
+    assert.equal(liveTimers().pending, 0);
+  });
+
+  test('retry() skips the wait, and its attempt fails like any other', () => {
+    const ctx = setup({ backoffBaseMs: 60000 });
+    ctx.ws.serverOpen();
+    ctx.ws.serverClose(1011);
+    assert.equal(ctx.lastState().delayMs, 15000);
+    ctx.socket.retry();
+    assert.equal(ctx.WS.instances.length, 2);
+    assert.equal(liveTimers().pending, 1, 'the reconnect timer is gone; only the connect deadline');
+    ctx.ws.serverOpen();
+    welcome(ctx.ws);
+    assert.equal(ctx.socket.state, STATE.OPEN);
+    ctx.socket.close();
+    assert.equal(liveTimers().pending, 0);
+  });
+
   test('maxAttempts consecutive failures end in failed and giveup, with no timer left', () => {
     const ctx = setup({ maxAttempts: 3 });
-    failAndWait(ctx);
-    failAndWait(ctx);
+    const dropAfterOpen = () => {
+      ctx.ws.serverOpen();
+      failAndWait(ctx);
+    };
+    dropAfterOpen();
+    dropAfterOpen();
     assert.equal(ctx.lastState().attempt, 3);
+    ctx.ws.serverOpen();
     ctx.ws.serverError();
     assert.equal(ctx.socket.state, STATE.FAILED);
     assert.equal(ctx.of('giveup').length, 1);
@@ -121,8 +169,8 @@ describe('RippleSocket reconnect', () => {
 
   test('retry after failed starts over with the counter reset', () => {
     const ctx = setup({ maxAttempts: 2 });
-    failAndWait(ctx);
-    ctx.ws.serverError();
+    failAndWait(ctx, 1011);
+    ctx.ws.serverClose(1011);
     assert.equal(ctx.socket.state, STATE.FAILED);
     ctx.socket.retry();
     assert.equal(ctx.WS.instances.length, 3);

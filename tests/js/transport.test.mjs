@@ -4,7 +4,9 @@ import { describe, test } from 'node:test';
 import { CLOSE, FRAME, RippleSocket, STATE, TRANSPORT } from '../../static/js/ripple-socket.js';
 import { fakeFetch, FakeEventSource, fakeSseServer, fakeStorage, flush, metaDocument } from './fake-sse.mjs';
 import { fakeEnvironment, useMockTimers } from './fake-websocket.mjs';
-import { FALLBACK_KEY, URL, ack, failAndWait, message, onFallback, setup, setupFallback, tick, welcome, withGlobals } from './helpers.mjs';
+import {
+  FALLBACK_KEY, URL, ack, blockWebSocket, failAndWait, message, onFallback, setup, setupFallback, tick, welcome, withGlobals,
+} from './helpers.mjs';
 
 const liveTimers = useMockTimers();
 
@@ -45,21 +47,29 @@ describe('RippleSocket transport choice', () => {
     ctx.socket.close();
   });
 
-  test('3 WebSocket attempts in a row that fail fast move the tab to the fallback and remember it', () => {
+  test('3 fast WebSocket failures ask /healthz; HTTP works and the next one fails fast too: the tab moves and remembers it', async () => {
     const ctx = setupFallback();
     assert.equal(ctx.socket.transport, TRANSPORT.WEBSOCKET);
     assert.equal(ctx.socket.stateDetail.transport, 'websocket');
     failAndWait(ctx);
     failAndWait(ctx);
+    assert.equal(ctx.health.calls.length, 0);
+    ctx.ws.serverError();
+    assert.equal(ctx.health.calls.length, 1, 'the third fast failure asks whether HTTP gets through');
+    assert.equal(ctx.health.calls[0].url, 'http://ripple.test/healthz');
+    assert.equal(ctx.health.calls[0].init.cache, 'no-store');
+    assert.equal(ctx.socket.transport, 'websocket', 'not before HTTP answered');
+    await flush();
+    assert.equal(ctx.WS.instances.length, 4, 'HTTP answered: WebSocket is tried again at once');
     assert.equal(ctx.socket.transport, 'websocket');
     assert.deepEqual(ctx.storage.entries(), {});
     ctx.ws.serverError();
     assert.equal(ctx.socket.transport, 'sse');
     assert.deepEqual(ctx.storage.entries(), { [FALLBACK_KEY]: 'sse' });
     const detail = ctx.lastState();
-    assert.deepEqual([detail.state, detail.transport, detail.code, detail.attempt], [STATE.RECONNECTING, 'sse', 1006, 4]);
+    assert.deepEqual([detail.state, detail.transport, detail.code, detail.attempt], [STATE.RECONNECTING, 'sse', 1006, 5]);
     tick(detail.delayMs);
-    assert.equal(ctx.WS.instances.length, 3);
+    assert.equal(ctx.WS.instances.length, 4);
     assert.equal(ctx.sse.ES.instances.length, 1);
     assert.equal(ctx.sse.es.url, 'http://ripple.test/sse/chat/');
     assert.equal(ctx.lastState().transport, 'sse');
@@ -67,20 +77,61 @@ describe('RippleSocket transport choice', () => {
     assert.equal(ctx.socket.state, STATE.OPEN);
     assert.equal(ctx.lastState().transport, 'sse');
     tick(60000);
-    assert.equal(ctx.WS.instances.length, 4, 'the background probe runs from the move on');
+    assert.equal(ctx.WS.instances.length, 5, 'the background probe runs from the move on');
     assert.equal(ctx.ws.url, URL);
     ctx.socket.close();
+    assert.equal(liveTimers().pending, 0);
   });
 
-  test('fallbackAfterFailures sets how many fast failures it takes', () => {
-    const ctx = setupFallback({ fallbackAfterFailures: 1 });
+  test('a server that is down (HTTP fails too) keeps the tab on WebSocket, retrying within downBackoffMaxMs', async () => {
+    const health = fakeFetch();
+    const ctx = setupFallback({ health, random: () => 0.999, downBackoffMaxMs: 2000 });
+    for (let n = 0; n < 3; n += 1) failAndWait(ctx);
+    assert.equal(health.calls.length, 1);
+    health.calls[0].fail();
+    await flush();
+    for (let n = 0; n < 6; n += 1) {
+      ctx.ws.serverError();
+      assert.ok(ctx.lastState().delayMs <= 2000, `delay ${ctx.lastState().delayMs}`);
+      tick(ctx.lastState().delayMs + 1);
+      health.pending().forEach((call) => call.respond(503));
+      await flush();
+    }
+    assert.equal(ctx.socket.transport, 'websocket');
+    assert.deepEqual(ctx.storage.entries(), {});
+    assert.equal(ctx.socket.state, STATE.CONNECTING, 'never given up: refused connections do not count toward maxAttempts');
+    ctx.ws.serverOpen();
+    welcome(ctx.ws);
+    assert.equal(ctx.socket.state, STATE.OPEN);
+    assert.equal(ctx.socket.transport, 'websocket');
+    ctx.socket.close();
+    assert.equal(liveTimers().pending, 0);
+  });
+
+  test('a health check with no answer within healthTimeoutMs counts as down, and is aborted', async () => {
+    const health = fakeFetch();
+    const ctx = setupFallback({ health, healthTimeoutMs: 1500, backoffBaseMs: 60000, downBackoffMaxMs: 60000 });
+    for (let n = 0; n < 3; n += 1) failAndWait(ctx);
+    ctx.ws.serverError();
+    const call = health.calls.at(-1);
+    tick(1500);
+    assert.equal(call.init.signal.aborted, true);
+    await flush();
     failAndWait(ctx);
+    assert.equal(ctx.socket.transport, 'websocket');
+    ctx.socket.close();
+    assert.equal(liveTimers().pending, 0);
+  });
+
+  test('fallbackAfterFailures sets how many fast failures it takes', async () => {
+    const ctx = setupFallback({ fallbackAfterFailures: 1 });
+    await blockWebSocket(ctx, 1);
     assert.equal(ctx.socket.transport, 'sse');
     assert.equal(ctx.sse.ES.instances.length, 1);
     ctx.socket.close();
   });
 
-  test('a WebSocket constructor that throws counts as a fast failure', () => {
+  test('a WebSocket constructor that throws counts as a fast failure', async () => {
     let tries = 0;
     class BlockedWebSocket {
       constructor() {
@@ -89,30 +140,33 @@ describe('RippleSocket transport choice', () => {
       }
     }
     const sse = fakeSseServer();
-    const ctx = setup({ transports: [BlockedWebSocket, sse.Sse], sessionStorage: fakeStorage() });
-    for (let n = 0; n < 3; n += 1) tick(Math.ceil(ctx.socket.stateDetail.delayMs ?? 0) + 1);
-    assert.equal(tries, 3);
+    const health = fakeFetch({ autoStatus: 200 });
+    const ctx = setup({ transports: [BlockedWebSocket, sse.Sse], sessionStorage: fakeStorage(), fetch: health });
+    for (let n = 0; n < 2; n += 1) tick(Math.ceil(ctx.socket.stateDetail.delayMs ?? 0) + 1);
+    assert.equal(health.calls.length, 1, 'asked after the third');
+    await flush();
+    assert.equal(tries, 4, 'the attempt after HTTP answered threw too');
+    tick(Math.ceil(ctx.socket.stateDetail.delayMs ?? 0) + 1);
     assert.equal(ctx.socket.transport, 'sse');
     assert.equal(sse.ES.instances.length, 1);
     ctx.socket.close();
   });
 
-  test('a slow failure, or a WebSocket that opens, starts the count over', () => {
+  test('a slow failure, or a WebSocket that opens, starts the count over', async () => {
     const ctx = setupFallback({ maxAttempts: 100 });
     failAndWait(ctx);
     failAndWait(ctx);
     tick(3000); // the third attempt fails, but only after fastFailureMs
     failAndWait(ctx);
     failAndWait(ctx);
-    failAndWait(ctx);
-    assert.equal(ctx.socket.transport, 'websocket', 'two fast ones since the slow one');
+    assert.equal(ctx.health.calls.length, 0, 'two fast ones since the slow one');
     ctx.ws.serverOpen();
     ctx.ws.serverClose(1006);
     tick(ctx.lastState().delayMs);
     failAndWait(ctx);
     failAndWait(ctx);
-    assert.equal(ctx.socket.transport, 'websocket', 'an open socket starts the count over');
-    failAndWait(ctx);
+    assert.equal(ctx.health.calls.length, 0, 'an open socket starts the count over');
+    await blockWebSocket(ctx, 1);
     assert.equal(ctx.socket.transport, 'sse');
     ctx.socket.close();
   });
@@ -144,7 +198,7 @@ describe('RippleSocket transport choice', () => {
     other.socket.close();
   });
 
-  test('a sessionStorage that throws only means the choice is not kept', () => {
+  test('a sessionStorage that throws only means the choice is not kept', async () => {
     const throwing = {
       getItem() {
         throw new Error('SecurityError');
@@ -157,7 +211,7 @@ describe('RippleSocket transport choice', () => {
       },
     };
     const ctx = setupFallback({ storage: throwing });
-    for (let n = 0; n < 3; n += 1) failAndWait(ctx);
+    await blockWebSocket(ctx);
     assert.equal(ctx.socket.transport, 'sse');
     assert.equal(ctx.sse.ES.instances.length, 1);
     ctx.socket.close();
@@ -267,7 +321,8 @@ describe('RippleSocket WebSocket probe while on the fallback', () => {
 
   test('no probe after failed or a server close; retry() on the fallback probes again', () => {
     const ctx = setupFallback({ storage: fakeStorage({ [FALLBACK_KEY]: 'sse' }), maxAttempts: 1, wsRetryMs: 1000 });
-    ctx.sse.es.serverRefuse();
+    ctx.sse.welcome('conn-1');
+    ctx.sse.es.serverEnd();
     assert.equal(ctx.socket.state, STATE.FAILED);
     assert.equal(liveTimers().pending, 0);
     tick(10 ** 6);

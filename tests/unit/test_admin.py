@@ -409,11 +409,16 @@ def test_close_and_reopen_set_and_clear_closed_at(admin_client, moderation_log):
     ]
 
 
-def test_disconnect_authors_disconnects_each_distinct_user_once(
+def test_remove_authors_removes_each_distinct_user_and_guest_once(
     admin_client, django_user_model, monkeypatch, moderation_log
 ):
     calls = []
-    monkeypatch.setattr(services, "user_disconnect", lambda *, user_id: calls.append(user_id))
+
+    def member_remove(*, keys, by):
+        calls.append((sorted(keys), by))
+        return timezone.now()
+
+    monkeypatch.setattr(services, "member_remove", member_remove)
     ann = django_user_model.objects.create_user(username="ann")
     bob = django_user_model.objects.create_user(username="bob")
     room = services.room_get_or_create(slug="lobby")
@@ -425,16 +430,59 @@ def test_disconnect_authors_disconnects_each_distinct_user_once(
         post(room, "five", author="guest-gil"),
         post(room, "six", author="guest-gus"),
     ]
+    # Guests are named by their identity key (their session's), as the socket stores it.
+    Message.objects.filter(author="guest-gil").update(author_key="gGIL")
+    Message.objects.filter(author="guest-gus").update(author_key="gGUS")
     services.room_announce(rooms=[room], body="hello")
     selected.append(Message.objects.get(system=True))
 
     response = run_action(admin_client, MESSAGES_URL, "disconnect_authors", selected)
     assert response.status_code == 302
-    assert sorted(calls) == sorted([ann.pk, bob.pk])
-    assert page_messages(response) == [
-        "Disconnected 2 users.",
-        "Skipped 2 guest authors: guests have no account to disconnect.",
-    ]
+    assert calls == [(sorted(["gGIL", "gGUS", f"u{ann.pk}", f"u{bob.pk}"]), "admin")]
+    [note] = page_messages(response)
+    assert note.startswith("Removed 4 authors (ann, bob, guest-gil, guest-gus) for 15 min")
     [line] = moderation_log()
-    assert (line["action"], line["rooms"], line["count"]) == ("user_disconnect", ["lobby"], 2)
+    assert (line["action"], line["rooms"], line["count"]) == ("member_remove", ["lobby"], 4)
     assert Message.objects.filter(deleted_at__isnull=False).count() == 0
+
+
+def test_remove_people_lists_everyone_present_and_removes_the_ticked(
+    admin_client, monkeypatch, moderation_log
+):
+
+    lobby, cafe = services.room_get_or_create(slug="lobby"), services.room_get_or_create(slug="cafe")
+    present = {
+        "lobby": {Member(name="ann", id="u7"), Member(name="Lurker", id="gLURK")},
+        "cafe": {Member(name="Lurker", id="gLURK"), Member(name="guest-1a2b", id="cNOCOOKIE")},
+    }
+    monkeypatch.setattr(presence, "room_members", lambda slugs: {slug: present[slug] for slug in slugs})
+    calls = []
+
+    def member_remove(*, keys, by):
+        calls.append((keys, by))
+        return timezone.now()
+
+    monkeypatch.setattr(services, "member_remove", member_remove)
+    page = run_action(admin_client, ROOMS_URL, "remove_members", [lobby, cafe])
+    assert page.status_code == 200
+    listed = page.content.decode()
+    # Everyone present, whether they ever posted or not, guests with or without a cookie.
+    for label in ("ann (user, in lobby)", "Lurker (guest, in cafe, lobby)", "guest-1a2b (guest, in cafe)"):
+        assert label in listed
+    assert calls == []
+    done = run_action(
+        admin_client, ROOMS_URL, "remove_members", [lobby, cafe], apply="1", members=["gLURK", "cNOCOOKIE"]
+    )
+    assert done.status_code == 302
+    assert calls == [(["cNOCOOKIE", "gLURK"], "admin")]
+    [note] = page_messages(done)
+    assert note.startswith("Removed 2 people (Lurker, guest-1a2b) until ")
+    [line] = moderation_log()
+    assert (line["action"], line["rooms"], line["count"]) == ("member_remove", ["cafe", "lobby"], 2)
+
+
+def test_remove_people_says_so_when_nobody_is_present(admin_client, monkeypatch):
+    lobby = services.room_get_or_create(slug="lobby")
+    monkeypatch.setattr(presence, "room_members", lambda slugs: {slug: set() for slug in slugs})
+    response = run_action(admin_client, ROOMS_URL, "remove_members", [lobby])
+    assert page_messages(response) == ["Nobody is in the selected rooms now."]

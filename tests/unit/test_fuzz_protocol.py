@@ -197,7 +197,7 @@ def assert_frame_is_valid(frame: protocol.Frame, text: str, max_frame_chars: int
         assert frame.since == data.get("since")
         since = frame.since
         assert since is None or (type(since) is int and 0 <= since < 2**53)
-    elif frame.type == protocol.UNSUBSCRIBE:
+    elif frame.type in (protocol.UNSUBSCRIBE, protocol.TYPING):
         assert (frame.since, frame.body, frame.client_id) == (None, None, None)
     else:
         assert frame.type == protocol.MESSAGE
@@ -431,6 +431,8 @@ def test_room_event_frames_are_json_of_their_type(room, ref, joins, leaves, seq_
         protocol.PRESENCE: protocol.presence(room=room, joins=joins, leaves=leaves),
         protocol.DELETED: protocol.deleted(room=room, seqs=seq_list),
         protocol.ROOM_CLOSED: protocol.room_closed(room=room, reason=reason),
+        protocol.ROOM_REOPENED: protocol.room_reopened(room=room),
+        protocol.TYPING: protocol.typing(room=room, name=reason, kind=protocol.AUTHOR_GUEST),
         protocol.PING: protocol.ping(t_ms),
     }
     for frame_type, text in built.items():

@@ -2,6 +2,7 @@ import pytest
 from django.urls import reverse
 
 from chat import services
+from chat.models import Room
 
 pytestmark = pytest.mark.django_db
 
@@ -61,7 +62,62 @@ def test_room_page_renders_messages_as_text_and_the_last_seq(client):
 
 
 def test_invalid_room_slug_is_404(client):
-    assert client.get("/rooms/Not_Valid/").status_code == 404
+    assert client.get("/rooms/!!!/").status_code == 404
+    assert client.get("/rooms/%E2%98%95/").status_code == 404
+
+
+def test_a_room_name_in_the_address_redirects_to_the_room(client):
+    services.room_get_or_create(slug="general")
+    response = client.get("/rooms/General/")
+    assert (response.status_code, response["Location"]) == (302, "/rooms/general/")
+    assert client.get("/rooms/Team Chat/")["Location"] == "/rooms/team-chat/"
+
+
+def test_a_room_created_from_the_index_keeps_its_name_as_title(client):
+    response = client.post("/", {"room": "Café Talk ☕"})
+    assert response["Location"] == "/rooms/cafe-talk/"
+    session = client.session
+    session["ripple_guest_name"] = "Ann"
+    session.save()
+    html = client.get("/rooms/cafe-talk/").content.decode()
+    assert "<title>Café Talk ☕ – Ripple</title>" in html
+    assert '<h1 id="room-title">Café Talk ☕</h1>' in html
+    assert 'data-room="cafe-talk"' in html
+    assert "Café Talk ☕" in client.get("/").content.decode()
+    # A plain name needs no title: the slug says it all.
+    client.post("/", {"room": "lobby"})
+    assert Room.objects.get(slug="lobby").title == ""
+
+
+def test_the_name_prompt_says_which_room(client):
+    services.room_get_or_create(slug="general", title="General Chat")
+    html = client.get("/rooms/general/").content.decode()
+    assert "To join <strong>General Chat</strong>" in html
+
+
+def test_a_guest_changes_their_name_and_returns_to_the_room(client):
+    client.post(reverse("chat:guest_name"), {"name": "Ann", "next": "/rooms/general/"})
+    room_page = client.get("/rooms/general/").content.decode()
+    assert 'id="change-name"' in room_page
+    assert "/name/?next=/rooms/general/" in room_page
+    form = client.get("/name/?next=/rooms/general/").content.decode()
+    assert 'value="Ann"' in form and "Change your display name" in form
+    assert client.get("/name/?next=https://evil.example/").context["next"] == "/"
+    response = client.post(reverse("chat:guest_name"), {"name": "Annie", "next": "/rooms/general/"})
+    assert response["Location"] == "/rooms/general/"
+    assert 'data-user="Annie"' in client.get("/rooms/general/").content.decode()
+
+
+def test_the_room_page_has_a_log_a_composer_textarea_and_a_favicon(client):
+    session = client.session
+    session["ripple_guest_name"] = "Ann"
+    session.save()
+    html = client.get("/rooms/general/").content.decode()
+    assert 'role="log" aria-live="polite"' in html
+    assert '<textarea id="body"' in html
+    assert 'rel="icon" href="/static/favicon.svg"' in html
+    favicon = client.get("/favicon.ico")
+    assert (favicon.status_code, favicon["Location"]) == (301, "/static/favicon.svg")
 
 
 def test_echo_page_and_health(client):

@@ -24,8 +24,9 @@ export const STATE = Object.freeze({
 /**
  * Every frame type of the protocol. `ping`, `pong` and `message` travel in
  * both directions; `subscribe` and `unsubscribe` only from the client;
- * `welcome`, `subscribed`, `unsubscribed`, `ack`, `error`, `presence`,
- * `deleted` and `room_closed` only from the server.
+ * `typing` both ways too (the server's names who types); `welcome`,
+ * `subscribed`, `unsubscribed`, `ack`, `error`, `presence`, `deleted`,
+ * `room_closed` and `room_reopened` only from the server.
  */
 export const FRAME = Object.freeze({
   PING: 'ping',
@@ -40,6 +41,8 @@ export const FRAME = Object.freeze({
   ERROR: 'error',
   PRESENCE: 'presence',
   DELETED: 'deleted',
+  ROOM_REOPENED: 'room_reopened',
+  TYPING: 'typing',
   ROOM_CLOSED: 'room_closed',
 });
 
@@ -88,7 +91,7 @@ export const CLOSE = Object.freeze({
   CLIENT_TRANSPORT_SWITCH: 4003, // leaving the HTTP fallback: WebSocket gets through again
   // Sent by the server. 4400–4499 other than 4408: "do not come back".
   SESSION_ENDED: 4401, // logout or session expiry: the page must reload
-  DISCONNECTED_BY_MODERATOR: 4403,
+  DISCONNECTED_BY_MODERATOR: 4403, // disconnected or removed by a moderator: refused while the removal lasts
   HEARTBEAT_TIMEOUT: 4408, // nothing heard from the client for interval + timeout: reconnect
   TOO_MANY_CONNECTIONS: 4409,
   FRAME_TOO_LARGE: 4413, // echo and dashboard sockets only: the chat socket answers with an error frame

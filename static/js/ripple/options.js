@@ -10,6 +10,8 @@ export const DEFAULTS = Object.freeze({
   backoffBaseMs: 500,
   backoffMaxMs: 30000,
   backoffFloorMs: 0,
+  downBackoffMaxMs: 2000,
+  downFastForMs: 120000,
   quickReconnectMs: 1000,
   maxAttempts: 20,
   stableAfterMs: 5000,
@@ -21,6 +23,8 @@ export const DEFAULTS = Object.freeze({
   fallbackAfterFailures: 3,
   fastFailureMs: 3000,
   wsRetryMs: 60000,
+  healthPath: '/healthz',
+  healthTimeoutMs: 2000,
 });
 
 /** The option if given, else the global of that name, else null (no global in node or a worker). */
@@ -31,7 +35,7 @@ function injected(options, name) {
 /**
  * The constructor's options resolved: `settings` (DEFAULTS with what was
  * given, null counting as not given), `transports` as `{name, Socket}`, and
- * `storage`, `window`, `document`, `navigator`, `crypto`, `random`.
+ * `storage`, `window`, `document`, `navigator`, `crypto`, `fetch`, `random`.
  * Throws a TypeError for an unusable option.
  */
 export function resolveOptions(options) {
@@ -48,6 +52,7 @@ export function resolveOptions(options) {
     document: injected(options, 'document'),
     navigator: injected(options, 'navigator'),
     crypto: injected(options, 'crypto'),
+    fetch: injected(options, 'fetch'),
     random: options.random ?? Math.random,
   };
 }

@@ -16,6 +16,9 @@ const ROOM_ACTIVE = 'active';
 // The Schedule name of the wait before subscribes refused by a rate limit go again.
 const RETRY_TIMER = 'subscribe';
 
+/** The least time between two `typing` frames for one room (the server drops closer ones). */
+export const TYPING_EVERY_MS = 3000;
+
 /**
  * @typedef {object} RoomsHost what the rooms need of their socket
  * @property {(frame: object) => boolean} sendFrame sends one frame on the current socket
@@ -25,10 +28,25 @@ const RETRY_TIMER = 'subscribe';
  * @property {() => void} pumpSends sends what waited for a room to be subscribed
  */
 
+// Maps each frame type about a room to the Rooms method that takes it.
+const ROOM_FRAMES = Object.freeze({
+  [FRAME.SUBSCRIBED]: 'onSubscribed',
+  [FRAME.MESSAGE]: 'onMessage',
+  [FRAME.PRESENCE]: 'onPresence',
+  [FRAME.UNSUBSCRIBED]: 'onUnsubscribed',
+  [FRAME.DELETED]: 'onDeleted',
+  [FRAME.ROOM_CLOSED]: 'onRoomClosed',
+  [FRAME.ROOM_REOPENED]: 'onRoomReopened',
+  [FRAME.TYPING]: 'onTyping',
+});
+
 export class Rooms {
   // Maps room slug to {since, lastSeq, onMessage, status, ref, members,
   // retrySubscribe}; `retrySubscribe` marks a subscribe refused by a rate limit.
   #rooms = new Map();
+  // Rooms a moderator closed, kept (with lastSeq and onMessage) until they reopen: the
+  // server sends `room_reopened`, or answers a subscribe sent after a reconnect (`ref`).
+  #closed = new Map();
   #refCounter = 0;
   #schedule;
   /** @type {RoomsHost} */
@@ -37,6 +55,14 @@ export class Rooms {
   constructor({ schedule, host }) {
     this.#schedule = schedule;
     this.#host = host;
+  }
+
+  /** Take a server frame about a room; false when its type is not one of those. */
+  handle(frame) {
+    const method = ROOM_FRAMES[frame.type];
+    if (method === undefined) return false;
+    this[method](frame);
+    return true;
   }
 
   has(room) {
@@ -67,13 +93,15 @@ export class Rooms {
     return true;
   }
 
-  /** Forgets `room`; false when it was not there. */
+  /** Forgets `room`; false when it was not there (or only waited for a reopen). */
   delete(room) {
+    this.#closed.delete(room);
     return this.#rooms.delete(room);
   }
 
   clear() {
     this.#rooms.clear();
+    this.#closed.clear();
   }
 
   /** `room`'s members as `{id, name}`, sorted; empty for a room not subscribed. */
@@ -89,6 +117,46 @@ export class Rooms {
 
   subscribeAll() {
     for (const [room, entry] of this.#rooms) this.#sendSubscribe(room, entry);
+    // A closed room may have reopened while this client was away: ask (a refusal changes nothing,
+    // and makes the server tell this socket of the reopen).
+    for (const [room, entry] of this.#closed) {
+      entry.ref = `s${++this.#refCounter}`;
+      const frame = { type: FRAME.SUBSCRIBE, room, ref: entry.ref };
+      if (entry.lastSeq !== null) frame.since = entry.lastSeq;
+      this.#host.sendFrame(frame);
+    }
+  }
+
+  /** Sends `typing` for an active room, at most once every TYPING_EVERY_MS; true when sent. */
+  typing(room, nowMs = Date.now()) {
+    const entry = this.#rooms.get(room);
+    if (!entry || entry.status !== ROOM_ACTIVE) return false;
+    if (entry.typingAt !== undefined && nowMs - entry.typingAt < TYPING_EVERY_MS) return false;
+    entry.typingAt = nowMs;
+    return this.#host.sendFrame({ type: FRAME.TYPING, room });
+  }
+
+  onTyping(frame) {
+    if (!this.isActive(frame.room) || typeof frame.name !== 'string') return;
+    this.#host.dispatch('typing', { room: frame.room, name: frame.name, kind: frame.kind });
+  }
+
+  /** A closed room reopened: subscribe again from the last seq seen (`ref`: a probe's answer). */
+  #reopen(room, ref = null) {
+    const entry = this.#closed.get(room);
+    if (!entry) return false;
+    this.#closed.delete(room);
+    this.#rooms.set(room, entry);
+    entry.status = ROOM_PENDING;
+    entry.retrySubscribe = false;
+    this.#host.dispatch('reopened', { room });
+    if (ref === null) this.#sendSubscribe(room, entry);
+    else entry.ref = ref;
+    return true;
+  }
+
+  onRoomReopened(frame) {
+    if (!this.#rooms.has(frame.room)) this.#reopen(frame.room);
   }
 
   /** The socket is gone: every room waits for a subscribe on the next one. */
@@ -116,6 +184,8 @@ export class Rooms {
 
   onSubscribed(frame) {
     const room = frame.room;
+    const probe = this.#closed.get(room);
+    if (probe && frame.ref !== undefined && frame.ref !== null && frame.ref === probe.ref) this.#reopen(room, frame.ref);
     const entry = this.#rooms.get(room);
     if (!entry || entry.status !== ROOM_PENDING) return;
     // A stale reply (to a subscribe made before an unsubscribe) carries an older ref.
@@ -193,6 +263,13 @@ export class Rooms {
    */
   subscribeRefused(frame, retryAfterMs) {
     if (frame.ref === undefined || frame.ref === null) return false;
+    for (const [room, entry] of this.#closed) {
+      if (entry.ref !== frame.ref) continue;
+      // Still closed (the socket now waits for `room_reopened`), or gone for good.
+      entry.ref = null;
+      if (frame.code !== ERROR_CODE.ROOM_CLOSED) this.#closed.delete(room);
+      return true;
+    }
     for (const [room, entry] of this.#rooms) {
       if (entry.ref !== frame.ref || entry.status !== ROOM_PENDING) continue;
       this.#onSubscribeError(room, entry, frame, retryAfterMs);
@@ -240,13 +317,23 @@ export class Rooms {
   onRoomClosed(frame) {
     if (!this.#rooms.has(frame.room)) return;
     const error = rippleError(ERROR_CODE.ROOM_CLOSED, frame.reason || 'the room was closed', { frame });
-    this.#endRoom(frame.room, error, 'room_closed');
+    this.#endRoom(frame.room, error, 'room_closed', typeof frame.reason === 'string' ? frame.reason : '');
   }
 
-  /** Forgets a room the server will not serve (no re-subscribe); its waiting sends reject with `error`. */
-  #endRoom(room, error, reason) {
+  /**
+   * Forgets a room the server will not serve (no re-subscribe); its waiting sends reject with
+   * `error`. A closed room waits in #closed for a reopen; `message` is the moderator's reason.
+   */
+  #endRoom(room, error, reason, message = '') {
+    const entry = this.#rooms.get(room);
     this.#rooms.delete(room);
+    if (entry && error.code === ERROR_CODE.ROOM_CLOSED) {
+      entry.ref = null;
+      this.#closed.set(room, entry);
+    }
     this.#host.rejectSends(error, room);
-    this.#host.dispatch('unsubscribed', { room, reason, code: error.code });
+    const detail = { room, reason, code: error.code };
+    if (error.code === ERROR_CODE.ROOM_CLOSED) detail.message = message;
+    this.#host.dispatch('unsubscribed', detail);
   }
 }

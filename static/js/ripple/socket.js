@@ -13,7 +13,8 @@ import { parseFrame, rateLimitDetail, retryAfterOf, rippleError } from './frames
 import { resolveOptions } from './options.js';
 import { Outbox } from './outbox.js';
 import { Rooms } from './rooms.js';
-import { Schedule, Timer } from './timer.js';
+import { Reconnect } from './reconnect.js';
+import { Schedule } from './timer.js';
 import { TransportChoice } from './transport.js';
 
 /** The reconnecting Ripple client: `new RippleSocket(url, options)` (docs/client.md). */
@@ -28,7 +29,7 @@ export class RippleSocket extends EventTarget {
   // for the handshake), and those of the outbox and the rooms; cleared
   // whenever the socket goes.
   #socketTimers = new Schedule();
-  // Timers that outlive a socket: the reconnect (#reconnect) and the probe.
+  // Timers that outlive a socket: the reconnect (#reconnect), the probe and the health check.
   #clientTimers = new Schedule();
   #reconnect;
   #heartbeat;
@@ -41,7 +42,6 @@ export class RippleSocket extends EventTarget {
   // The current socket as a Connection, or null between sockets.
   #ws = null;
   #detachEnvironment = null;
-  #failures = 0;
   #offline = false;
   #closedByPage = false;
   #rttMs = null;
@@ -56,14 +56,7 @@ export class RippleSocket extends EventTarget {
     this.#document = resolved.document;
     this.#navigator = resolved.navigator;
     this.#random = resolved.random;
-    this.#reconnect = new Timer(() => this.#connect(), {
-      baseMs: picked.backoffBaseMs,
-      maxMs: picked.backoffMaxMs,
-      floorMs: picked.backoffFloorMs,
-      random: this.#random,
-      schedule: this.#clientTimers,
-      name: 'reconnect',
-    });
+    this.#reconnect = new Reconnect(() => this.#connect(), { settings: picked, random: this.#random, schedule: this.#clientTimers });
     this.#transport = new TransportChoice(url, {
       transports: resolved.transports,
       storage: resolved.storage,
@@ -72,6 +65,9 @@ export class RippleSocket extends EventTarget {
       settings: picked,
       isClosed: () => this.#closedByPage,
       onBack: () => this.#leaveFallback(),
+      // The server answers again (or HTTP gets through while WebSocket did not): try now.
+      onHttpOk: () => this.#state === STATE.RECONNECTING && !this.#offline && this.#connect(),
+      fetch: resolved.fetch,
     });
     const sendFrame = (frame) => this.#sendFrame(frame);
     this.#heartbeat = new Heartbeat({
@@ -141,6 +137,11 @@ export class RippleSocket extends EventTarget {
     return this.#rooms.members(room);
   }
 
+  /** Tells the room "I am typing" (at most one frame per 3 s; none before subscribed); true if sent. */
+  typing(room) {
+    return this.#state === STATE.OPEN && this.#rooms.typing(room);
+  }
+
   unsubscribe(room) {
     if (!this.#rooms.delete(room)) return;
     if (this.#state === STATE.OPEN) this.#sendFrame({ type: FRAME.UNSUBSCRIBE, room });
@@ -166,7 +167,7 @@ export class RippleSocket extends EventTarget {
   retry() {
     if (this.#closedByPage) return;
     if (this.#state === STATE.FAILED || this.#state === STATE.CLOSED) {
-      this.#failures = 0;
+      this.#reconnect.reset();
       this.#start();
     } else if (this.#state === STATE.RECONNECTING) {
       this.#connect();
@@ -214,9 +215,8 @@ export class RippleSocket extends EventTarget {
     this.#socketTimers.clear('connect');
     // Only a socket that stays up this long proves the server is back; one
     // that is accepted and then dropped keeps counting as a failure.
-    this.#socketTimers.after('stable', this.#options.stableAfterMs, () => {
-      this.#failures = 0;
-    });
+    this.#reconnect.opened();
+    this.#socketTimers.after('stable', this.#options.stableAfterMs, () => this.#reconnect.reset());
     this.#heartbeat.start();
     this.#rooms.subscribeAll();
     this.#setState(STATE.OPEN);
@@ -244,14 +244,14 @@ export class RippleSocket extends EventTarget {
       this.#scheduleReconnect(this.#random() * this.#options.quickReconnectMs, code, reason);
       return;
     }
-    this.#failures += 1;
-    if (this.#failures >= this.#options.maxAttempts) {
+    const delayMs = this.#reconnect.failed({ unreachable: beforeOpen && code === CLOSE.ABNORMAL });
+    if (delayMs === null) {
       this.#teardown(code, reason);
       this.#setState(STATE.FAILED, { code, reason });
-      this.dispatchEvent(new CustomEvent('giveup', { detail: { attempt: this.#failures, code, reason } }));
+      this.dispatchEvent(new CustomEvent('giveup', { detail: { attempt: this.#reconnect.failures, code, reason } }));
       return;
     }
-    this.#scheduleReconnect(this.#reconnect.delayFor(this.#failures - 1), code, reason);
+    this.#scheduleReconnect(delayMs, code, reason);
   }
 
   #scheduleReconnect(delayMs, code, reason) {
@@ -351,27 +351,15 @@ export class RippleSocket extends EventTarget {
         if (typeof frame.t === 'number') this.#rttMs = Math.max(0, Date.now() - frame.t);
         this.dispatchEvent(new CustomEvent('pong', { detail: { rttMs: this.#rttMs, frame } }));
         return;
-      case FRAME.SUBSCRIBED:
-        return this.#rooms.onSubscribed(frame);
-      case FRAME.MESSAGE:
-        return this.#rooms.onMessage(frame);
       case FRAME.ACK:
         this.#outbox.ack(frame);
         this.dispatchEvent(new CustomEvent('ack', { detail: frame }));
         return;
       case FRAME.ERROR:
         return this.#onError(frame);
-      case FRAME.PRESENCE:
-        return this.#rooms.onPresence(frame);
-      case FRAME.UNSUBSCRIBED:
-        return this.#rooms.onUnsubscribed(frame);
-      case FRAME.DELETED:
-        return this.#rooms.onDeleted(frame);
-      case FRAME.ROOM_CLOSED:
-        return this.#rooms.onRoomClosed(frame);
       default:
-        // Unknown types need no action.
-        return;
+        // Frames about rooms go to the Rooms module; unknown types need no action.
+        this.#rooms.handle(frame);
     }
   }
 
@@ -396,7 +384,7 @@ export class RippleSocket extends EventTarget {
     this.#state = state;
     const detail = {
       state,
-      attempt: state === STATE.FAILED ? this.#failures : this.#failures + 1,
+      attempt: state === STATE.FAILED ? this.#reconnect.failures : this.#reconnect.failures + 1,
       maxAttempts: this.#options.maxAttempts,
       delayMs: null,
       transport: this.transport,

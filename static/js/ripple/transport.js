@@ -1,7 +1,9 @@
 /**
  * Which transport a RippleSocket uses: WebSocket first, and the HTTP fallback
- * (`SseSocket`, ../sse-socket.js) when there is no WebSocket or when
- * WebSocket attempts keep failing fast. The choice is kept for the tab in
+ * (`SseSocket`, ../sse-socket.js) when there is no WebSocket, or when
+ * WebSocket attempts keep failing fast while HTTP to the same server works
+ * (./health.js): refused connections with HTTP failing too mean the server is
+ * down, and the tab stays on WebSocket. The choice is kept for the tab in
  * sessionStorage; while on the fallback, a background probe of WebSocket
  * moves the tab back as soon as one gets its `welcome`.
  */
@@ -10,6 +12,7 @@ import { SseSocket } from '../sse-socket.js';
 import { Connection } from './connection.js';
 import { CLOSE, FRAME, TRANSPORT } from './constants.js';
 import { parseFrame } from './frames.js';
+import { HealthCheck, healthUrl } from './health.js';
 
 // The sessionStorage key that keeps the tab's transport across reloads.
 const TRANSPORT_STORAGE_KEY = 'ripple.transport';
@@ -64,10 +67,12 @@ export function defaultSessionStorage() {
 /**
  * The transport in use and the moves between transports.
  *
- * `settings` holds `fallbackAfterFailures`, `fastFailureMs`, `wsRetryMs` and
- * `connectTimeoutMs`; `isClosed()` says the page closed the socket (no probe
- * then); `onBack()` runs when a probe got through and the tab moved back to
- * the first transport.
+ * `settings` holds `fallbackAfterFailures`, `fastFailureMs`, `wsRetryMs`,
+ * `connectTimeoutMs`, `healthPath` and `healthTimeoutMs`; `isClosed()` says
+ * the page closed the socket (no probe then); `onBack()` runs when a probe got
+ * through and the tab moved back to the first transport; `onHttpOk()` when
+ * the server answered HTTP after fast failures (time to try the first
+ * transport again: if it fails fast once more, the tab moves).
  */
 export class TransportChoice {
   // The transports to use, in order of preference, as {name, Socket}.
@@ -81,6 +86,13 @@ export class TransportChoice {
   #settings;
   #isClosed;
   #onBack;
+  #onHttpOk;
+  // Asks whether the server answers HTTP, after fast failures of the first transport.
+  #health;
+  // Connection attempts so far (the number of the current one), and that
+  // number when the server last said "HTTP works" since the count started (or null).
+  #attempts = 0;
+  #httpOkAt = null;
   // When the current connection attempt started (Date.now() ms), and how many
   // attempts of the first transport in a row failed fast.
   #attemptStartedAt = 0;
@@ -89,7 +101,7 @@ export class TransportChoice {
   // through again, while one is out.
   #probe = null;
 
-  constructor(url, { transports, storage, navigator, schedule, settings, isClosed, onBack }) {
+  constructor(url, { transports, storage, navigator, schedule, settings, isClosed, onBack, onHttpOk, fetch }) {
     this.#url = url;
     this.#transports = transports;
     this.#storage = storage;
@@ -98,6 +110,8 @@ export class TransportChoice {
     this.#settings = settings;
     this.#isClosed = isClosed;
     this.#onBack = onBack;
+    this.#onHttpOk = onHttpOk;
+    this.#health = new HealthCheck({ fetch, url: healthUrl(url, settings.healthPath), schedule, timeoutMs: settings.healthTimeoutMs });
     this.#index = this.#remembered();
   }
 
@@ -109,12 +123,15 @@ export class TransportChoice {
   /** A new connection with the transport in use; throws what its constructor throws. */
   open() {
     this.#attemptStartedAt = Date.now();
+    this.#attempts += 1;
     return new this.#transports[this.#index].Socket(this.#url);
   }
 
   /**
    * Counts an attempt of the first transport that closed before it opened,
-   * soon after it started; enough in a row move the tab to the next transport.
+   * soon after it started. After `fallbackAfterFailures` in a row, each one
+   * asks whether the server answers HTTP; the tab moves to the next transport
+   * only on a fast failure of an attempt that started after such a "yes".
    * `beforeOpen`: the connection never opened (or its constructor threw).
    */
   countFailure(beforeOpen, offline) {
@@ -123,13 +140,30 @@ export class TransportChoice {
     if (offline || this.#navigator?.onLine === false) return;
     const fast = beforeOpen && Date.now() - this.#attemptStartedAt < this.#settings.fastFailureMs;
     if (!fast) {
-      this.#fastFailures = 0;
+      this.#startOver();
       return;
     }
     this.#fastFailures += 1;
+    if (this.#httpOkAt !== null && this.#attempts > this.#httpOkAt) {
+      // HTTP to this server works, WebSocket to it does not: the network blocks WebSocket.
+      this.#use(1);
+      this.armProbe();
+      return;
+    }
     if (this.#fastFailures < this.#settings.fallbackAfterFailures) return;
-    this.#use(1);
-    this.armProbe();
+    this.#health.start((ok) => {
+      if (this.#index !== 0 || this.#isClosed()) return;
+      // No answer: the server is down (a restart, a deploy), not the transport blocked.
+      this.#httpOkAt = ok ? this.#attempts : null;
+      if (ok) this.#onHttpOk();
+    });
+  }
+
+  /** An attempt opened, or failed slowly: the first transport is not blocked; forget the count. */
+  #startOver() {
+    this.#fastFailures = 0;
+    this.#httpOkAt = null;
+    this.#health.cancel();
   }
 
   /** While on a fallback, schedules the next probe of the first transport (unless one is due or out). */
@@ -140,6 +174,7 @@ export class TransportChoice {
 
   /** Ends the probe out, if any (listeners off, deadline cleared, socket closed), and the wait for the next. */
   stopProbe() {
+    this.#health.cancel();
     this.#schedule.clear(PROBE_TIMER, PROBE_DEADLINE);
     const probe = this.#probe;
     if (probe === null) return;
@@ -162,7 +197,7 @@ export class TransportChoice {
   /** Uses transport `index` from the next connection on, and keeps the choice for the tab. */
   #use(index) {
     this.#index = index;
-    this.#fastFailures = 0;
+    this.#startOver();
     try {
       if (index === 0) this.#storage?.removeItem(TRANSPORT_STORAGE_KEY);
       else this.#storage?.setItem(TRANSPORT_STORAGE_KEY, this.#transports[index].name);
