@@ -231,36 +231,47 @@ async def message_publish(posted: Posted) -> None:
         )
 
 
-def message_post(
-    *,
-    room: Room,
-    author: str,
-    body: str,
-    client_id: str,
-    user_id: int | None = None,
-    system: bool = False,
-) -> Posted:
-    """Store a message and fan it out to the room; for views, admin actions and commands."""
-    posted = message_accept(
-        room=room, author=author, user_id=user_id, body=body, client_id=client_id, system=system
+class PostFields(TypedDict):
+    """What ``message_post`` and ``amessage_post`` take, all by keyword."""
+
+    room: Room
+    author: str
+    body: str
+    client_id: str
+    user_id: NotRequired[int | None]
+    system: NotRequired[bool]
+
+
+# PostFields' required keys (its __required_keys__ counts the NotRequired ones too while this
+# module's annotations are strings).
+POST_REQUIRED = frozenset({"room", "author", "body", "client_id"})
+
+
+def _accepted(fields: PostFields) -> Posted:
+    # Keyword arguments are only checked by type checkers: a misspelt one must still fail here.
+    unknown, missing = fields.keys() - PostFields.__annotations__, POST_REQUIRED - fields.keys()
+    if unknown or missing:
+        raise TypeError(f"message_post: unexpected {sorted(unknown)}, missing {sorted(missing)}")
+    return message_accept(
+        room=fields["room"],
+        author=fields["author"],
+        user_id=fields.get("user_id"),
+        body=fields["body"],
+        client_id=fields["client_id"],
+        system=fields.get("system", False),
     )
+
+
+def message_post(**fields: Unpack[PostFields]) -> Posted:
+    """Store a message and fan it out to the room; for views, admin actions and commands."""
+    posted = _accepted(fields)
     async_to_sync(message_publish)(posted)
     return posted
 
 
-async def amessage_post(
-    *,
-    room: Room,
-    author: str,
-    body: str,
-    client_id: str,
-    user_id: int | None = None,
-    system: bool = False,
-) -> Posted:
+async def amessage_post(**fields: Unpack[PostFields]) -> Posted:
     """``message_post`` for async callers: the database work in a thread, the publish awaited."""
-    posted = await database_sync_to_async(message_accept)(
-        room=room, author=author, user_id=user_id, body=body, client_id=client_id, system=system
-    )
+    posted = await database_sync_to_async(_accepted)(fields)
     await message_publish(posted)
     return posted
 

@@ -154,3 +154,11 @@ def test_message_post_stores_and_reports(room):
     assert posted.created and posted.message.seq == 1
     again = services.message_post(room=room, author="system", body="hello", client_id="sys-1")
     assert not again.created and again.message.seq == 1
+
+
+def test_message_post_refuses_a_misspelt_or_missing_keyword(room):
+    with pytest.raises(TypeError, match="unexpected \\['user'\\]"):
+        services.message_post(room=room, author="ann", body="hi", client_id="k1", user=None)
+    with pytest.raises(TypeError, match="missing \\['client_id'\\]"):
+        services.message_post(room=room, author="ann", body="hi")
+    assert not Message.objects.filter(room=room).exists()
