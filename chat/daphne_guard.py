@@ -14,6 +14,8 @@ hearing of it. The subclasses here close those gaps, and let a refused handshake
   dropped soon after (it is not reading, so the close frame may never reach it).
 - an incoming message is limited to ``MAX_WEBSOCKET_INCOMING_MESSAGE_BYTES`` (the frame
   limit), counted as its fragments begin; daphne's own limit stays at 4 MiB for what it sends.
+- the server's close frame gets ``CLOSE_HANDSHAKE_TIMEOUT_S`` (5 s, autobahn's default is
+  1 s) for its answer, so a socket closed on purpose is logged with its code, not as 1006.
 - ``{"type": "websocket.close", "reason": ..., "status": ...}`` before the accept becomes an
   HTTP refusal naming the reason (``X-Ripple-Refusal`` and a text body).
 
@@ -45,6 +47,11 @@ from .protocol import CLOSE_TOO_SLOW
 # After a connection is told to close, how long a peer that does not read gets before the
 # connection is aborted (the close may sit behind a backlog it never takes).
 ABORT_GRACE_S = 1.0
+# How long a peer gets to answer the server's close frame before the connection is dropped
+# and counted as an abnormal close (1006). autobahn's default is 1 s, which a peer that is
+# busy, or behind a proxy on a loaded machine, misses: its socket was closed on purpose (a
+# drain, a flood, a moderator) yet logged as lost. websockets' own default is 10 s.
+CLOSE_HANDSHAKE_TIMEOUT_S = 5.0
 # Pings left unanswered (backlog over the limit) before the socket is closed. Browsers never
 # send protocol pings; a library client pings every 20 s or so, far from this many in a row.
 UNANSWERED_PINGS_BEFORE_CLOSE = 16
@@ -220,6 +227,11 @@ class GuardedWebSocketFactory(WebSocketFactory):
     """daphne's WebSocket factory, building guarded protocols."""
 
     protocol = GuardedWebSocketProtocol
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # daphne does not pass this one; autobahn reads it from the factory per connection.
+        self.setProtocolOptions(closeHandshakeTimeout=CLOSE_HANDSHAKE_TIMEOUT_S)
 
 
 def install() -> None:

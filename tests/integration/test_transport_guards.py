@@ -222,3 +222,45 @@ async def test_a_refused_handshake_says_why(daphne):
     assert b"no_route" in nowhere.body
     accepted = await asyncio.to_thread(rawsocket.open_websocket, server.port, "/ws/chat/", server.http_url)
     accepted.close()
+
+
+def _flood_then_answer_the_close_late(sock: socket.socket, answer_after_s: float) -> tuple[int, bool]:
+    """Flood until the server closes, answer its close frame only after ``answer_after_s``.
+
+    Returns the code of the server's close frame and whether the server still took the answer
+    (False: it had dropped the connection first). A peer that is busy (or behind a loaded
+    proxy) answers a close late; its socket was still closed on purpose.
+    """
+    frame = rawsocket.client_frame(rawsocket.OPCODE_TEXT, json.dumps({"type": "ping", "t": 1}).encode())
+    sock.sendall(frame * 400)  # twice the burst plus the strikes, and more: over the ceiling
+    reader = rawsocket.FrameReader(sock)
+    while True:
+        found = reader.frame(timeout_s=10)
+        assert found is not None, "the connection ended without a close frame"
+        opcode, payload = found
+        if opcode == rawsocket.OPCODE_CLOSE:
+            break
+    code = int.from_bytes(payload[:2], "big")
+    time.sleep(answer_after_s)  # the slow peer itself, not a wait for an outcome
+    try:
+        sock.sendall(rawsocket.client_frame(rawsocket.OPCODE_CLOSE, payload[:2]))
+    except (ConnectionResetError, BrokenPipeError):
+        return code, False
+    assert rawsocket.ended_by_peer(sock, 10), "the server kept the connection after the close handshake"
+    return code, True
+
+
+async def test_a_close_answered_late_is_logged_with_the_code_the_server_sent_not_1006(daphne):
+    server = daphne(DJANGO_LOG_LEVEL="INFO")
+    sock = await asyncio.to_thread(rawsocket.open_websocket, server.port, "/ws/chat/", server.http_url)
+    try:
+        # 2.5 s: past autobahn's default close handshake timeout (1 s), within Ripple's (5 s).
+        code, answered = await asyncio.to_thread(_flood_then_answer_the_close_late, sock, 2.5)
+    finally:
+        sock.close()
+    assert code == 4429
+    assert answered, "the server dropped the connection before the peer answered its close"
+    async with asyncio.timeout(10):
+        while not (ended := events(server.output(), "disconnect")):
+            await asyncio.sleep(0.05)
+    assert [event["code"] for event in ended] == [4429], ended
