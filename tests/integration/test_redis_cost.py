@@ -104,5 +104,9 @@ async def test_redis_commands_per_message_do_not_grow_with_subscribers(daphne, r
     steady_small = {name: calls for name, calls in small.items() if name not in receive_loop}
     steady_large = {name: calls for name, calls in large.items() if name not in receive_loop}
     assert steady_large == steady_small
-    # Measured here: pub/sub 1 PUBLISH; core about 25 commands (its group bookkeeping).
-    assert sum(large.values()) <= (1 if layer == "pubsub" else 30)
+    # Measured here: pub/sub 1 PUBLISH; core about 25 commands (its group bookkeeping). The
+    # timed loops above are bounded on their own: a health-check PING that falls inside a slow
+    # window is not a cost of the message.
+    assert sum(steady_large.values()) <= (1 if layer == "pubsub" else 30), large
+    if layer == "pubsub":
+        assert steady_large.get("publish", 0) == 1, large
