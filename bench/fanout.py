@@ -46,6 +46,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--warmup", type=bounded_float(0, 60), default=2.0, help="seconds of load before measuring"
     )
     parser.add_argument("--body-bytes", type=bounded_int(40, 4000), default=64)
+    parser.add_argument(
+        "--aftermath",
+        type=bounded_int(0, 10_000),
+        default=0,
+        help="first open this many sockets in rooms of 10 and close them all, then load at once "
+        "(the aftermath of a reconnect storm)",
+    )
     servers.add_process_arguments(parser)
 
 
@@ -84,7 +91,9 @@ def describe_load(args: argparse.Namespace) -> str:
     else:
         offered = args.rate * args.rooms * args.subs
         pace = f"open loop, {args.rate:g} msg/s per publisher (offered {offered:,.0f} deliveries/s)"
-    return f"{shape}, {pace}, {args.warmup:g} s warmup + {args.duration:g} s, {args.body_bytes}-byte bodies"
+    after = f", right after {args.aftermath:,} sockets in rooms of 10 closed" if args.aftermath else ""
+    timing = f"{args.warmup:g} s warmup + {args.duration:g} s"
+    return f"{shape}, {pace}, {timing}, {args.body_bytes}-byte bodies{after}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -220,6 +229,7 @@ def run_pair(
             warmup_s=args.warmup,
             duration_s=args.duration,
             body_bytes=args.body_bytes,
+            aftermath=args.aftermath,
         )
         outcome = run_async(loadgen.run_fanout(plan, cpu_snapshot=cpu_snapshot, progress=progress.update))
         outcome["worker_processes"] = [{"port": worker.port, "pid": worker.pid} for worker in workers]

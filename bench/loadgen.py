@@ -64,6 +64,9 @@ class Plan:
     warmup_s: float
     duration_s: float
     body_bytes: int
+    # Sockets opened in rooms of AFTERMATH_ROOM_SIZE and all closed just before the load: the
+    # aftermath of a deploy's reconnect storm (0: none).
+    aftermath: int = 0
     handshake_timeout_s: float = 10.0
     subscribe_timeout_s: float = 20.0
 
@@ -387,6 +390,27 @@ CpuSnapshot = Callable[[], dict[str, Any]]
 ProgressFn = Callable[[str, float, int], None]
 
 
+AFTERMATH_ROOM_SIZE = 10
+
+
+async def mass_close(plan: Plan, socket_class: type[BenchSocket]) -> dict[str, Any]:
+    """Open ``plan.aftermath`` sockets in rooms of 10 (round-robin over the workers), close them all."""
+    throwaway = Stats()
+    rooms = [f"{plan.room_name(0)}_gone_{index // AFTERMATH_ROOM_SIZE}" for index in range(plan.aftermath)]
+    sockets = [socket_class(plan, throwaway, room, i, publisher=False) for i, room in enumerate(rooms)]
+    opened_at = time.perf_counter()
+    connected = await connect_all(plan, sockets)
+    open_s = time.perf_counter() - opened_at
+    closed_at = time.perf_counter()
+    await close_all(connected.sockets)
+    return {
+        "sockets": len(connected.sockets),
+        "failures": sum(connected.failures.values()),
+        "open_s": round(open_s, 3),
+        "close_s": round(time.perf_counter() - closed_at, 3),
+    }
+
+
 async def run_fanout(plan: Plan, *, cpu_snapshot: CpuSnapshot, progress: ProgressFn) -> dict[str, Any]:
     """Connect, warm up, measure, drain, close; returns this run's figures."""
     stats = Stats()
@@ -424,6 +448,9 @@ async def run_fanout(plan: Plan, *, cpu_snapshot: CpuSnapshot, progress: Progres
         }
         if not live_pubs or not live_subs:
             raise RuntimeError(f"no usable sockets: {sockets_info}")
+        # After the load's own sockets are in: the warmup and window then start at a fixed
+        # time after the mass close, whatever the close left the worker doing.
+        aftermath = await mass_close(plan, socket_class) if plan.aftermath else None
         gc.collect()
         gc.freeze()
 
@@ -528,6 +555,7 @@ async def run_fanout(plan: Plan, *, cpu_snapshot: CpuSnapshot, progress: Progres
         if plan.mode == "closed"
         else None,
         "sockets": sockets_info,
+        "aftermath": aftermath,
         "measured_s": round(measured_s, 4),
         "messages_sent": sent,
         "deliveries": window_deliveries,

@@ -23,6 +23,10 @@ from .tasks import TaskSet
 
 logger = logging.getLogger(__name__)
 
+# Departures whose grace ends within this long of each other are written together.
+DEPARTURE_SWEEP_S = 0.1
+# A sweep writes and announces this many rooms, then lets the event loop run other work.
+DEPARTURE_ROOMS_PER_STEP = 50
 # Presence batching stretches in large rooms (see presence_batch_s).
 PRESENCE_BATCH_MEMBERS = 100
 PRESENCE_BATCH_MAX_FACTOR = 10.0
@@ -53,7 +57,10 @@ class Roster:
         # How many local sockets each member has in each room; entries leave the store a grace
         # period after their count hits 0.
         self._local: Counter[tuple[str, Member]] = Counter()
-        self._departing: dict[tuple[str, Member], asyncio.TimerHandle] = {}
+        # Members whose last socket here left, with when (loop time) they leave the store; one
+        # timer (at the earliest) sweeps all that are due.
+        self._departing: dict[tuple[str, Member], float] = {}
+        self._sweep: asyncio.TimerHandle | None = None
         # Set while the hub is stopped: the store closes once the last departure is written.
         self._closing = False
 
@@ -69,10 +76,8 @@ class Roster:
         self._local[key] += 1
         if self._local[key] > 1:
             return
-        departing = self._departing.pop(key, None)
-        if departing is not None:
-            departing.cancel()  # back within the grace period: the entry never left
-            return
+        if self._departing.pop(key, None) is not None:
+            return  # back within the grace period: the entry never left
         await self.store.add(slug, self.process_id, member)
         await self._announce(slug)
 
@@ -84,26 +89,59 @@ class Roster:
         del self._local[key]
         grace_s = settings.RIPPLE_PRESENCE_GRACE_S
         if grace_s <= 0:
-            await self._remove_member(key)
+            await self._remove_members([key])
             return
         # Leaving is announced only if the member stays away a moment: a reload or a
         # reconnect (to this process or another) does not flap leave/join.
         loop = asyncio.get_running_loop()
-        self._departing[key] = loop.call_later(grace_s, self._start_removal, key)
+        at = loop.time() + grace_s
+        self._departing[key] = at
+        if self._sweep is None or at < self._sweep.when():
+            self._sweep_at(at)
 
-    def _start_removal(self, key: tuple[str, Member]) -> None:
-        self._departing.pop(key, None)
-        self._tasks.start(self._remove_member(key))
+    def _sweep_at(self, at: float) -> None:
+        if self._sweep is not None:
+            self._sweep.cancel()
+        self._sweep = asyncio.get_running_loop().call_at(at, self._start_sweep)
 
-    async def _remove_member(self, key: tuple[str, Member]) -> None:
-        slug, member = key
-        try:
-            await self.store.remove(slug, self.process_id, member)
-            await self._announce(slug)
-        except Exception:
-            logger.warning(
-                "removing %s from room %s failed; it expires by itself", member.id, slug, exc_info=True
-            )
+    def _start_sweep(self) -> None:
+        """Take every departure that is due (or nearly) and write them as one batch.
+
+        After a mass disconnect (a deploy, a network blip) thousands of graces end in the same
+        instant; one task per member (a ZREM and a PUBLISH each, all at once) held the event
+        loop for over a second while messages waited (bench fanout --aftermath 5000).
+        """
+        self._sweep = None
+        horizon = asyncio.get_running_loop().time() + DEPARTURE_SWEEP_S
+        due = [key for key, at in self._departing.items() if at <= horizon]
+        for key in due:
+            del self._departing[key]
+        if self._departing:
+            self._sweep_at(min(self._departing.values()))
+        if due:
+            self._tasks.start(self._remove_members(due))
+
+    async def _remove_members(self, keys: list[tuple[str, Member]]) -> None:
+        """Drop ``keys`` from the store and announce their rooms, a step of rooms at a time."""
+        by_room: dict[str, list[tuple[str, Member]]] = {}
+        for key in keys:
+            by_room.setdefault(key[0], []).append(key)
+        rooms = list(by_room)
+        for start in range(0, len(rooms), DEPARTURE_ROOMS_PER_STEP):
+            step = rooms[start : start + DEPARTURE_ROOMS_PER_STEP]
+            try:
+                await self.store.remove(self.process_id, [key for slug in step for key in by_room[slug]])
+            except Exception:
+                logger.warning(
+                    "removing %d members from %d rooms failed; they expire by themselves",
+                    sum(len(by_room[slug]) for slug in step),
+                    len(step),
+                    exc_info=True,
+                )
+                continue
+            for slug in step:
+                await self._announce(slug)
+            await asyncio.sleep(0)  # messages waiting on this loop go first
         await self._close_if_idle()
 
     async def _announce(self, slug: str) -> None:

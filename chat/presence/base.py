@@ -21,7 +21,9 @@ class PresenceStore(Protocol):
 
     async def add(self, room: str, process: str, member: Member) -> None: ...
 
-    async def remove(self, room: str, process: str, member: Member) -> None: ...
+    async def remove(self, process: str, entries: list[tuple[str, Member]]) -> None:
+        """Drop this process's ``(room, member)`` entries, all in one round trip."""
+        ...
 
     async def members(self, room: str) -> set[Member]:
         """The room's live members, from every process."""

@@ -15,15 +15,16 @@ class MemoryPresenceStore:
     async def add(self, room: str, process: str, member: Member) -> None:
         self.rooms.setdefault(room, Counter())[member] += 1
 
-    async def remove(self, room: str, process: str, member: Member) -> None:
-        counts = self.rooms.get(room)
-        if counts is None or counts[member] == 0:
-            return
-        counts[member] -= 1
-        if counts[member] == 0:
-            del counts[member]
-        if not counts:
-            del self.rooms[room]
+    async def remove(self, process: str, entries: list[tuple[str, Member]]) -> None:
+        for room, member in entries:
+            counts = self.rooms.get(room)
+            if counts is None or counts[member] == 0:
+                continue
+            counts[member] -= 1
+            if counts[member] == 0:
+                del counts[member]
+            if not counts:
+                del self.rooms[room]
 
     async def members(self, room: str) -> set[Member]:
         return set(self.rooms.get(room, ()))

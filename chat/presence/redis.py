@@ -50,8 +50,14 @@ class RedisPresenceStore:
             pipe.expire(_key(room), self._key_ttl())
             await pipe.execute()
 
-    async def remove(self, room: str, process: str, member: Member) -> None:
-        await self.redis.zrem(_key(room), _entry(process, member))
+    async def remove(self, process: str, entries: list[tuple[str, Member]]) -> None:
+        by_room: dict[str, list[str]] = {}
+        for room, member in entries:
+            by_room.setdefault(room, []).append(_entry(process, member))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for room, names in by_room.items():
+                pipe.zrem(_key(room), *names)
+            await pipe.execute()
 
     async def members(self, room: str) -> set[Member]:
         entries = await self.redis.zrangebyscore(_key(room), time.time(), "+inf")

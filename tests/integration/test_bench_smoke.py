@@ -38,6 +38,7 @@ def test_fanout_scenario_measures_both_targets_without_losing_ripple_messages(
         "--warmup=0.5",
         "--target=both",
         "--layer=pubsub",
+        "--aftermath=20",
         "--no-pin",
         f"--redis-url={redis_url}",
         f"--database-url={live_database_url}",
@@ -55,6 +56,8 @@ def test_fanout_scenario_measures_both_targets_without_losing_ripple_messages(
     for result in report["results"]:
         assert result.keys() >= RESULT_KEYS, result
         assert result["sockets"]["open"] == 2 * (3 + 1)
+        # Opened in rooms of 10 on both workers and all closed before the load began.
+        assert (result["aftermath"]["sockets"], result["aftermath"]["failures"]) == (20, 0), result
         assert result["deliveries"] > 0
         assert result["server_cpu_s"] > 0
         assert result["latency_ms"].keys() >= {"p50", "p90", "p99", "max"}

@@ -43,6 +43,15 @@ async def drain_presence(sockets, quiet_s: float = 0.5) -> None:
     await asyncio.gather(*(drain(ws) for ws in sockets))
 
 
+async def nothing_more_presence(ws, quiet_s: float) -> bool:
+    """True when no presence frame arrives for ``quiet_s`` (other frames are read and dropped)."""
+    try:
+        await recv_matching(ws, lambda frame: frame["type"] == "presence", quiet_s)
+    except TimeoutError:
+        return True
+    return False
+
+
 async def one_message_cost(client, sender, everyone, room: str, client_id: str) -> dict[str, int]:
     before = command_calls(client)
     await sender.send(
@@ -110,3 +119,45 @@ async def test_redis_commands_per_message_do_not_grow_with_subscribers(daphne, r
     assert sum(steady_large.values()) <= (1 if layer == "pubsub" else 30), large
     if layer == "pubsub":
         assert steady_large.get("publish", 0) == 1, large
+
+
+async def test_a_mass_disconnect_is_written_and_announced_once_per_room(daphne, redis_url):
+    """60 members leaving 6 rooms together: 6 ZREMs and 6 announcements, not 60 of each.
+
+    One task per departure (a ZREM and a PUBLISH each, all started in the same instant) held
+    the event loop for over a second after 5,000 sockets closed (docs/benchmarks.md).
+    """
+    env = {
+        "REDIS_URL": redis_url,
+        "RIPPLE_CHANNEL_LAYER": "pubsub",
+        "RIPPLE_PRESENCE_GRACE_S": "1",
+        "RIPPLE_TAIL_CHECK_S": "600",
+        "RIPPLE_PRESENCE_TTL_S": "600",
+        "RIPPLE_DASHBOARD_REPORT_S": "600",
+        "RIPPLE_DASHBOARD_EXPIRY_S": "1800",
+    }
+    worker = daphne(**env)
+    url = f"{worker.ws_url}/ws/chat/"
+    client = redis.Redis.from_url(redis_url)
+    rooms = [f"leave-{index}" for index in range(6)]
+    leaving, watchers = [], []
+    try:
+        for room in rooms:
+            leaving += await subscribe_many(url, room, 10)
+        watchers = await subscribe_many(url, rooms[0], 1)
+        await drain_presence(leaving + watchers)
+        before = command_calls(client)
+        await asyncio.gather(*(ws.close() for ws in leaving))
+        left = await recv_matching(watchers[0], lambda frame: frame["type"] == "presence", 10)
+        # The other rooms' announcements may still be on their way: wait for all six (or more).
+        async with asyncio.timeout(5):
+            while (after := command_calls(client)).get("publish", 0) - before.get("publish", 0) < len(rooms):
+                await asyncio.sleep(0.05)
+        assert await nothing_more_presence(watchers[0], 1.5)
+        after = command_calls(client)
+    finally:
+        await asyncio.gather(*(ws.close() for ws in leaving + watchers), return_exceptions=True)
+        client.close()
+    assert len(left["leaves"]) == 10 and left["joins"] == [], left
+    used = {name: after.get(name, 0) - before.get(name, 0) for name in ("zrem", "publish")}
+    assert used == {"zrem": len(rooms), "publish": len(rooms)}, used
