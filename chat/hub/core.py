@@ -158,7 +158,8 @@ class RoomHub:
                 # Only the room's first subscriber here reads the store: with 1,000 members a
                 # read per subscribe made a mass connect quadratic (bench capacity).
                 if not stream.subscribers:
-                    stream.members = await self.presence.members(slug)
+                    # With the newcomer, whose arrival may not be written yet (roster.py).
+                    stream.members = await self.presence.members(slug) | {member}
                 stream.subscribers[consumer] = Subscription(max(start, stream.delivered), member)
                 arrived = False  # the subscription owns the arrival now; detach undoes it
                 subscribed = protocol.subscribed(

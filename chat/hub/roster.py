@@ -23,10 +23,12 @@ from .tasks import TaskSet
 
 logger = logging.getLogger(__name__)
 
+# Arrivals within this long of each other are written together (a reconnect storm: thousands).
+ARRIVAL_BATCH_S = 0.02
 # Departures whose grace ends within this long of each other are written together.
 DEPARTURE_SWEEP_S = 0.1
-# A sweep writes and announces this many rooms, then lets the event loop run other work.
-DEPARTURE_ROOMS_PER_STEP = 50
+# A batch writes and announces this many rooms, then lets the event loop run other work.
+ROOMS_PER_STEP = 50
 # Presence batching stretches in large rooms (see presence_batch_s).
 PRESENCE_BATCH_MEMBERS = 100
 PRESENCE_BATCH_MAX_FACTOR = 10.0
@@ -61,6 +63,10 @@ class Roster:
         # timer (at the earliest) sweeps all that are due.
         self._departing: dict[tuple[str, Member], float] = {}
         self._sweep: asyncio.TimerHandle | None = None
+        # Members whose first socket here arrived and who are not written to the store yet (an
+        # ordered set); one timer writes them all.
+        self._arriving: dict[tuple[str, Member], None] = {}
+        self._arrivals: asyncio.TimerHandle | None = None
         # Set while the hub is stopped: the store closes once the last departure is written.
         self._closing = False
 
@@ -78,8 +84,17 @@ class Roster:
             return
         if self._departing.pop(key, None) is not None:
             return  # back within the grace period: the entry never left
-        await self.store.add(slug, self.process_id, member)
-        await self._announce(slug)
+        # Written (and announced) with the other arrivals of the next ARRIVAL_BATCH_S: a mass
+        # connect costs a pipeline and an announcement per room, not two round trips a socket.
+        # The newcomer's own `subscribed` lists it whether or not the write is done.
+        self._arriving[key] = None
+        if self._arrivals is None:
+            self._arrivals = asyncio.get_running_loop().call_later(ARRIVAL_BATCH_S, self._start_arrivals)
+
+    def _start_arrivals(self) -> None:
+        self._arrivals = None
+        keys, self._arriving = list(self._arriving), {}
+        self._tasks.start(self._write(keys, adding=True))
 
     async def depart(self, slug: str, member: Member) -> None:
         key = (slug, member)
@@ -87,9 +102,11 @@ class Roster:
         if self._local[key] > 0:
             return
         del self._local[key]
+        if self._arriving.pop(key, 0) is None:
+            return  # gone before its arrival was written: nobody heard of it
         grace_s = settings.RIPPLE_PRESENCE_GRACE_S
         if grace_s <= 0:
-            await self._remove_members([key])
+            await self._write([key], adding=False)
             return
         # Leaving is announced only if the member stays away a moment: a reload or a
         # reconnect (to this process or another) does not flap leave/join.
@@ -119,22 +136,28 @@ class Roster:
         if self._departing:
             self._sweep_at(min(self._departing.values()))
         if due:
-            self._tasks.start(self._remove_members(due))
+            self._tasks.start(self._write(due, adding=False))
 
-    async def _remove_members(self, keys: list[tuple[str, Member]]) -> None:
-        """Drop ``keys`` from the store and announce their rooms, a step of rooms at a time."""
+    async def _write(self, keys: list[tuple[str, Member]], *, adding: bool) -> None:
+        """Add or remove ``keys`` in the store and announce their rooms, a step of rooms at a time."""
         by_room: dict[str, list[tuple[str, Member]]] = {}
         for key in keys:
             by_room.setdefault(key[0], []).append(key)
         rooms = list(by_room)
-        for start in range(0, len(rooms), DEPARTURE_ROOMS_PER_STEP):
-            step = rooms[start : start + DEPARTURE_ROOMS_PER_STEP]
+        for start in range(0, len(rooms), ROOMS_PER_STEP):
+            step = rooms[start : start + ROOMS_PER_STEP]
+            entries = [key for slug in step for key in by_room[slug]]
             try:
-                await self.store.remove(self.process_id, [key for slug in step for key in by_room[slug]])
+                if adding:
+                    await self.store.add(self.process_id, entries)
+                else:
+                    await self.store.remove(self.process_id, entries)
             except Exception:
+                # Arrivals are written again by the next refresh; departures expire.
                 logger.warning(
-                    "removing %d members from %d rooms failed; they expire by themselves",
-                    sum(len(by_room[slug]) for slug in step),
+                    "%s %d members in %d rooms failed",
+                    "adding" if adding else "removing",
+                    len(entries),
                     len(step),
                     exc_info=True,
                 )
@@ -217,6 +240,6 @@ class Roster:
         await self._close_if_idle()
 
     async def _close_if_idle(self) -> None:
-        if self._closing and not self._local and not self._departing:
+        if self._closing and not self._local and not self._departing and not self._arriving:
             self._closing = False
             await presence.close_loop_store()

@@ -19,7 +19,9 @@ class Member:
 class PresenceStore(Protocol):
     """Where each process writes its rooms' members and reads everyone's."""
 
-    async def add(self, room: str, process: str, member: Member) -> None: ...
+    async def add(self, process: str, entries: list[tuple[str, Member]]) -> None:
+        """Write this process's ``(room, member)`` entries, all in one round trip."""
+        ...
 
     async def remove(self, process: str, entries: list[tuple[str, Member]]) -> None:
         """Drop this process's ``(room, member)`` entries, all in one round trip."""

@@ -12,8 +12,9 @@ class MemoryPresenceStore:
         # Maps room slug to how many (process, member) entries name each member.
         self.rooms: dict[str, Counter[Member]] = {}
 
-    async def add(self, room: str, process: str, member: Member) -> None:
-        self.rooms.setdefault(room, Counter())[member] += 1
+    async def add(self, process: str, entries: list[tuple[str, Member]]) -> None:
+        for room, member in entries:
+            self.rooms.setdefault(room, Counter())[member] += 1
 
     async def remove(self, process: str, entries: list[tuple[str, Member]]) -> None:
         for room, member in entries:

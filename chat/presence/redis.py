@@ -44,10 +44,15 @@ class RedisPresenceStore:
         )
         self.redis = aioredis.Redis.from_pool(pool)  # closing the client closes the pool
 
-    async def add(self, room: str, process: str, member: Member) -> None:
+    async def add(self, process: str, entries: list[tuple[str, Member]]) -> None:
+        expires = time.time() + self.ttl_s
+        by_room: dict[str, dict[str, float]] = {}
+        for room, member in entries:
+            by_room.setdefault(room, {})[_entry(process, member)] = expires
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.zadd(_key(room), {_entry(process, member): time.time() + self.ttl_s})
-            pipe.expire(_key(room), self._key_ttl())
+            for room, scored in by_room.items():
+                pipe.zadd(_key(room), scored)
+                pipe.expire(_key(room), self._key_ttl())
             await pipe.execute()
 
     async def remove(self, process: str, entries: list[tuple[str, Member]]) -> None:

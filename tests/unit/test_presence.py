@@ -4,6 +4,11 @@ import pytest
 from channels.db import database_sync_to_async
 
 from chat.hub import presence_batch_s
+from chat.hub.events import room_group
+from chat.hub.roster import Roster
+from chat.hub.tasks import TaskSet
+from chat.presence import Member
+from chat.presence.memory import MemoryPresenceStore
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -102,3 +107,122 @@ def test_presence_batches_stretch_with_the_room_and_stop_stretching(settings):
     assert presence_batch_s(0) == presence_batch_s(100) == 0.25
     assert presence_batch_s(1_000) == 2.5
     assert presence_batch_s(100_000) == 2.5  # at most ten times the setting
+
+
+# The roster's batches (chat/hub/roster.py), on the in-memory store.
+
+
+class CountingStore(MemoryPresenceStore):
+    """The in-memory store, keeping each call's entries."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.adds: list[list] = []
+        self.removes: list[list] = []
+
+    async def add(self, process, entries):
+        self.adds.append(list(entries))
+        await super().add(process, entries)
+
+    async def remove(self, process, entries):
+        self.removes.append(list(entries))
+        await super().remove(process, entries)
+
+
+class AnnouncedRooms:
+    """A channel layer that only records the groups told of a presence change."""
+
+    def __init__(self) -> None:
+        self.groups: list[str] = []
+
+    async def group_send(self, group, message):
+        self.groups.append(group)
+
+
+class BatchedRoster(Roster):
+    def __init__(self, store: CountingStore, layer: AnnouncedRooms) -> None:
+        super().__init__(rooms={}, layer=layer, process_id="p1", tasks=TaskSet())
+        self._store = store
+
+    @property
+    def store(self):
+        return self._store
+
+
+async def settled(tasks: TaskSet, timeout_s: float = 5) -> None:
+    async with asyncio.timeout(timeout_s):
+        while tasks.running():
+            await asyncio.gather(*tasks.running())
+
+
+async def wait_for(condition, timeout_s: float = 5) -> None:
+    async with asyncio.timeout(timeout_s):
+        while not condition():
+            await asyncio.sleep(0.01)
+
+
+MEMBERS = [(f"r{index % 3}", Member(name=f"m{index}", id=f"g{index}")) for index in range(30)]
+
+
+async def test_arrivals_together_are_one_write_and_one_announcement_per_room():
+    store, layer = CountingStore(), AnnouncedRooms()
+    roster = BatchedRoster(store, layer)
+    for slug, member in MEMBERS:
+        await roster.arrive(slug, member)
+    assert store.adds == []  # nothing written in the moment of arriving
+    await wait_for(lambda: store.adds)
+    await settled(roster._tasks)
+    assert [sorted(batch, key=str) for batch in store.adds] == [sorted(MEMBERS, key=str)]
+    assert sorted(layer.groups) == sorted(room_group(slug) for slug in ("r0", "r1", "r2"))
+    sizes = {slug: len(await store.members(slug)) for slug in ("r0", "r1", "r2")}
+    assert sizes == {"r0": 10, "r1": 10, "r2": 10}
+
+
+async def test_departures_whose_grace_ends_together_are_one_write(settings):
+    settings.RIPPLE_PRESENCE_GRACE_S = 0.05
+    store, layer = CountingStore(), AnnouncedRooms()
+    roster = BatchedRoster(store, layer)
+    for slug, member in MEMBERS:
+        await roster.arrive(slug, member)
+    await wait_for(lambda: store.adds)
+    await settled(roster._tasks)
+    layer.groups.clear()
+    for slug, member in MEMBERS:
+        await roster.depart(slug, member)
+    assert store.removes == []  # within the grace
+    await wait_for(lambda: store.removes)
+    await settled(roster._tasks)
+    assert [sorted(batch, key=str) for batch in store.removes] == [sorted(MEMBERS, key=str)]
+    assert sorted(layer.groups) == sorted(room_group(slug) for slug in ("r0", "r1", "r2"))
+    assert store.rooms == {}
+
+
+async def test_a_member_gone_before_its_arrival_was_written_is_never_written_or_announced(settings):
+    settings.RIPPLE_PRESENCE_GRACE_S = 0
+    store, layer = CountingStore(), AnnouncedRooms()
+    roster = BatchedRoster(store, layer)
+    ann, bob = Member(name="Ann", id="g1"), Member(name="Bob", id="g2")
+    await roster.arrive("r", ann)
+    await roster.arrive("r", bob)
+    await roster.depart("r", ann)
+    await wait_for(lambda: store.adds)
+    await settled(roster._tasks)
+    assert store.adds == [[("r", bob)]] and store.removes == []
+    assert layer.groups == [room_group("r")]
+
+
+async def test_a_shorter_grace_is_not_held_behind_a_longer_one(settings):
+    store, layer = CountingStore(), AnnouncedRooms()
+    roster = BatchedRoster(store, layer)
+    ann, bob = Member(name="Ann", id="g1"), Member(name="Bob", id="g2")
+    await roster.arrive("r", ann)
+    await roster.arrive("r", bob)
+    await wait_for(lambda: store.adds)
+    await settled(roster._tasks)
+    settings.RIPPLE_PRESENCE_GRACE_S = 30
+    await roster.depart("r", ann)
+    settings.RIPPLE_PRESENCE_GRACE_S = 0.05
+    await roster.depart("r", bob)
+    await wait_for(lambda: store.removes, timeout_s=2)
+    assert store.removes == [[("r", bob)]]
+    assert await store.members("r") == {ann}
