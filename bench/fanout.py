@@ -1,6 +1,7 @@
-"""The ``fanout`` scenario: Ripple's hub against the Channels tutorial consumer, same Redis, same load.
+"""The ``fanout`` scenario: Ripple's hub against the Channels tutorial consumer and python-socketio,
+same Redis, same load.
 
-For each (layer, target) the scenario starts ``--workers`` daphne processes, opens the sockets,
+For each (layer, target) the scenario starts ``--workers`` server processes, opens the sockets,
 runs the load (see ``bench.loadgen``), reads the CPU time of every server process and of Redis
 at both ends of the measured window, and stops the workers before the next pair starts.
 """
@@ -20,12 +21,23 @@ from typing import Any
 from . import loadgen, report, servers
 
 HELP = "one publisher and N subscribers per room: deliveries/s, latency, CPU µs per delivery"
-TARGETS = ("ripple", "baseline")
+TARGETS = ("ripple", "baseline", "socketio")
+# "both" is what it meant before the socketio target existed.
+TARGET_SETS = {"all": TARGETS, "both": ("ripple", "baseline")}
 LAYERS = ("core", "pubsub")
+APPS = {"ripple": servers.RIPPLE_APP, "baseline": servers.BASELINE_APP, "socketio": servers.SOCKETIO_APP}
+# python-socketio has one Redis path (its pub/sub manager): it runs under the pubsub label only.
+SOCKETIO_LAYER = "pubsub"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--target", choices=(*TARGETS, "both"), default="both")
+    parser.add_argument(
+        "--target",
+        choices=(*TARGETS, *TARGET_SETS),
+        default="all",
+        help="all: ripple, baseline and socketio (socketio on the pubsub layer only); "
+        "both: ripple and baseline",
+    )
     parser.add_argument(
         "--layer", choices=LAYERS, default=None, help="default: both layers, one after the other"
     )
@@ -79,6 +91,8 @@ def bounded_float(low: float, high: float) -> Callable[[str], float]:
 def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if args.mode == "open" and args.rate is None:
         parser.error("--mode open needs --rate")
+    if args.target == "socketio" and args.layer not in (None, SOCKETIO_LAYER):
+        parser.error(f"--target socketio runs on --layer {SOCKETIO_LAYER} only (one Redis path)")
     if args.rooms * (args.subs + 1) > 20_000:
         parser.error("at most 20,000 sockets (rooms × (subs + 1))")
     servers.check_process_arguments(parser, args)
@@ -97,7 +111,7 @@ def describe_load(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    targets = TARGETS if args.target == "both" else (args.target,)
+    targets = TARGET_SETS.get(args.target, (args.target,))
     layers = LAYERS if args.layer is None else (args.layer,)
     pinning = servers.choose_pinning(args.pin)
     servers.pin_this_process(pinning)
@@ -155,8 +169,20 @@ def run(args: argparse.Namespace) -> int:
                 **extra_env,
             }
             run_id = secrets.token_hex(3)
+            if "socketio" in targets and SOCKETIO_LAYER not in layers:
+                result["notes"].append(
+                    "socketio skipped: python-socketio has one Redis path, "
+                    f"measured with --layer {SOCKETIO_LAYER} only"
+                )
+            if "socketio" in targets and len(targets) > 1 and args.server != "uvicorn":
+                result["notes"].append(
+                    f"socketio always runs on uvicorn, the other targets ran on {args.server}: "
+                    "--server uvicorn puts all three on the same server"
+                )
             for layer in layers:
                 for target in targets:
+                    if target == "socketio" and layer != SOCKETIO_LAYER:
+                        continue
                     outcome = run_pair(
                         args, target=target, layer=layer, env=env, pinning=pinning, probe=probe, run_id=run_id
                     )
@@ -196,16 +222,17 @@ def run_pair(
     progress.begin(f"{target}/{layer}")
     workers: list[servers.BenchDaphne] = []
     outcome: dict[str, Any]
+    # python-socketio's ASGI app is served by uvicorn, as in its documentation's ASGI example.
+    server = "uvicorn" if target == "socketio" else args.server
     try:
-        app = servers.RIPPLE_APP if target == "ripple" else servers.BASELINE_APP
         # Other people may edit the code while a series runs: record what these workers loaded.
         code_digest = report.code_state(servers.ROOT)["digest"]
         workers = servers.start_workers(
             args.workers,
             env={**env, "RIPPLE_CHANNEL_LAYER": layer},
-            app=app,
+            app=APPS[target],
             pinning=pinning,
-            server=args.server,
+            server=server,
         )
         pids = [worker.pid for worker in workers]
 
@@ -232,11 +259,12 @@ def run_pair(
             aftermath=args.aftermath,
         )
         outcome = run_async(loadgen.run_fanout(plan, cpu_snapshot=cpu_snapshot, progress=progress.update))
+        outcome["server"] = server
         outcome["worker_processes"] = [{"port": worker.port, "pid": worker.pid} for worker in workers]
         outcome["code_digest"] = code_digest
         dead = [worker.port for worker in workers if not worker.alive()]
         if dead:
-            outcome["notes"] = [f"daphne on port(s) {dead} exited during the run"]
+            outcome["notes"] = [f"{server} on port(s) {dead} exited during the run"]
     except Exception as error:
         outcome = {"target": target, "layer": layer, "error": f"{type(error).__name__}: {error}"}
     finally:
@@ -271,12 +299,20 @@ def summary_line(outcome: dict[str, Any]) -> str:
 
 
 def finish(result: dict[str, Any]) -> None:
-    """Ratios between targets and notes on anything that makes a figure doubtful."""
+    """Ratios between targets and notes on anything that makes a figure doubtful.
+
+    ``ratios[layer][target]``: that target's CPU µs per delivery ÷ Ripple's on the same layer.
+    """
     by_pair = {(r["target"], r["layer"]): r for r in result["results"] if "error" not in r}
     for layer in LAYERS:
-        ripple, baseline = by_pair.get(("ripple", layer)), by_pair.get(("baseline", layer))
-        if ripple and baseline and ripple["cpu_us_per_delivery"] and baseline["cpu_us_per_delivery"]:
-            result["ratios"][layer] = baseline["cpu_us_per_delivery"] / ripple["cpu_us_per_delivery"]
+        ripple = by_pair.get(("ripple", layer))
+        if not ripple or not ripple["cpu_us_per_delivery"]:
+            continue
+        for target in TARGETS[1:]:
+            other = by_pair.get((target, layer))
+            if other and other["cpu_us_per_delivery"]:
+                ratio = other["cpu_us_per_delivery"] / ripple["cpu_us_per_delivery"]
+                result["ratios"].setdefault(layer, {})[target] = ratio
     notes = result["notes"]
     for r in result["results"]:
         label = f"{r['target']}/{r['layer']}"
@@ -317,10 +353,11 @@ def finish(result: dict[str, Any]) -> None:
         logs = r.get("server_logs", {})
         count = sum(item["count"] for item in logs.values())
         if count:
-            notes.append(f"{label}: {count} warning/error lines in the daphne logs (see server_logs)")
+            notes.append(f"{label}: {count} warning/error lines in the server logs (see server_logs)")
     digests = {r["code_digest"] for r in result["results"] if "code_digest" in r}
     if len(digests) > 1 or (digests and result["code"]["digest"] not in digests):
         notes.append("the source code changed during the run: the pairs did not all run the same code")
-    for layer, ratio in result["ratios"].items():
-        if ratio < 1:
-            notes.append(f"{layer}: Ripple used more CPU per delivery than the baseline ({ratio:.2f}×)")
+    for layer, by_target in result["ratios"].items():
+        for target, ratio in by_target.items():
+            if ratio < 1:
+                notes.append(f"{layer}: Ripple used more CPU per delivery than {target} ({ratio:.2f}×)")

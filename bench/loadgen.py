@@ -1,5 +1,8 @@
 """The fan-out load: one publisher per room, N subscribers per room, every delivery timed and checked.
 
+Three targets: Ripple (``/ws/chat/``), the Channels tutorial consumer (``/ws/baseline/<room>/``)
+and python-socketio (``/socket.io/``, Engine.IO v4 / Socket.IO v5 on the WebSocket transport).
+
 Every message body starts with ``"<send time ns> <counter> "`` (``time.perf_counter_ns()`` in this
 process, which also receives), padded to ``--body-bytes``. A subscriber's latency sample is its
 receive time minus that stamp. In open-loop mode the stamp is the *scheduled* send time, so a
@@ -8,12 +11,14 @@ load generator that falls behind shows up as latency instead of hiding it.
 Window signals (closed loop, at most ``window`` messages in flight per publisher):
 
 - Ripple: the publisher's own ``ack`` (sent once the message is stored; the fan-out follows).
-- Baseline: the publisher's own copy of the message, which comes back through the room's group
-  like everybody else's (the tutorial protocol has no ack).
+- Baseline and Socket.IO: the publisher's own copy of the message, which comes back through the
+  room like everybody else's (the tutorial protocol has no ack; the Socket.IO room emit is not
+  acknowledged).
 
-Loss and duplication: Ripple sockets count each ``seq`` they see per room, baseline sockets
-count each body counter; after the publishers stop, the run waits (bounded) for stragglers,
-then every number a socket should have seen and did not is lost, and every repeat is a duplicate.
+Loss and duplication: Ripple sockets count each ``seq`` they see per room, baseline and
+Socket.IO sockets count each body counter; after the publishers stop, the run waits (bounded)
+for stragglers, then every number a socket should have seen and did not is lost, and every
+repeat is a duplicate.
 """
 
 from __future__ import annotations
@@ -52,10 +57,10 @@ MAX_CLOSED_MESSAGES = 1_000_000
 class Plan:
     """One (target, layer) run of the fanout scenario."""
 
-    target: str  # "ripple" or "baseline"
+    target: str  # "ripple", "baseline" or "socketio"
     layer: str
     run_id: str
-    ports: list[int]  # one per daphne worker
+    ports: list[int]  # one per server process
     rooms: int
     subs: int
     mode: str  # "closed" or "open"
@@ -81,6 +86,8 @@ class Plan:
         port = self.ports[worker % len(self.ports)]
         if self.target == "ripple":
             return f"ws://127.0.0.1:{port}/ws/chat/"
+        if self.target == "socketio":
+            return f"ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket"
         return f"ws://127.0.0.1:{port}/ws/baseline/{room}/"
 
 
@@ -222,6 +229,17 @@ class BenchSocket(WsClient):
     def first_expected(self) -> int:
         raise NotImplementedError
 
+    def count_body(self, body: str, now_ns: int) -> None:
+        """A delivery numbered by its body's counter (the targets with no ``seq``)."""
+        first = body.index(" ")
+        number = int(body[first + 1 : body.index(" ", first + 1)])
+        self.seen.add(number)
+        if self.publisher:
+            self.stats.echoes += 1
+            self.inflight.done(number)
+        else:
+            self.stats.delivered(int(body[:first]), now_ns)
+
 
 class RippleSocket(BenchSocket):
     """A socket on /ws/chat/ subscribed to one room."""
@@ -299,15 +317,70 @@ class BaselineSocket(BenchSocket):
         self.sent += 1
 
     def on_text(self, data: bytes, now_ns: int) -> None:
-        body = json.loads(data)["message"]
-        first = body.index(" ")
-        number = int(body[first + 1 : body.index(" ", first + 1)])
-        self.seen.add(number)
-        if self.publisher:
-            self.stats.echoes += 1
-            self.inflight.done(number)
+        self.count_body(json.loads(data)["message"], now_ns)
+
+
+class SocketIOSocket(BenchSocket):
+    """A Socket.IO client on ``/socket.io/`` (WebSocket transport only) that joins one room.
+
+    Engine.IO v4 packets are one text message each, a type digit first: ``0`` open (from the
+    server), ``2`` ping (answered with ``3``), ``4`` message. A message carries a Socket.IO v5
+    packet, again a type digit first: ``0`` connect (``40`` both ways for the default
+    namespace), ``2`` event (``42["name", data]``), ``3`` ack (``43<id>[...]``), ``4`` connect
+    error.
+    """
+
+    JOIN_ACK_ID = 1
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        loop = asyncio.get_running_loop()
+        self.connected: asyncio.Future[None] = loop.create_future()
+        self.joined: asyncio.Future[None] = loop.create_future()
+
+    async def ready(self) -> None:
+        await self.connected
+        self.send_text(f"42{self.JOIN_ACK_ID}" + json.dumps(["join", self.room]))
+        await self.joined
+
+    def first_expected(self) -> int:
+        return 0
+
+    def send_message(self, number: int, stamp_ns: int, body_bytes: int) -> None:
+        self.inflight.add(number)
+        event = ["message", {"room": self.room, "message": make_body(stamp_ns, number, body_bytes)}]
+        self.send_text("42" + json.dumps(event))
+        self.sent += 1
+
+    def on_text(self, data: bytes, now_ns: int) -> None:
+        if data.startswith(b"42"):
+            name, body = json.loads(data[2:])
+            if name == "message":
+                self.count_body(body, now_ns)
+        elif data == b"2":
+            with contextlib.suppress(ConnectionError):  # a closing socket needs no pong
+                self.send_text("3")
+        elif data.startswith(b"0"):
+            self.send_text("40")  # connect to the default namespace
+        elif data.startswith(b"40"):
+            if not self.connected.done():
+                self.connected.set_result(None)
+        elif data.startswith(b"43%d[" % self.JOIN_ACK_ID):
+            if not self.joined.done():
+                self.joined.set_result(None)
+        elif data.startswith(b"44"):
+            self.errors["connect_error"] += 1
+            if not self.connected.done():
+                self.connected.set_exception(RuntimeError(f"connect refused: {data[2:]!r}"))
         else:
-            self.stats.delivered(int(body[:first]), now_ns)
+            self.errors[f"packet {data[:2].decode(errors='replace')}"] += 1
+
+
+SOCKET_CLASSES: dict[str, type[BenchSocket]] = {
+    "ripple": RippleSocket,
+    "baseline": BaselineSocket,
+    "socketio": SocketIOSocket,
+}
 
 
 @dataclass
@@ -414,7 +487,7 @@ async def mass_close(plan: Plan, socket_class: type[BenchSocket]) -> dict[str, A
 async def run_fanout(plan: Plan, *, cpu_snapshot: CpuSnapshot, progress: ProgressFn) -> dict[str, Any]:
     """Connect, warm up, measure, drain, close; returns this run's figures."""
     stats = Stats()
-    socket_class = RippleSocket if plan.target == "ripple" else BaselineSocket
+    socket_class = SOCKET_CLASSES[plan.target]
     rooms = [plan.room_name(index) for index in range(plan.rooms)]
     subscribers: list[BenchSocket] = []
     publishers: list[BenchSocket] = []
@@ -576,7 +649,7 @@ async def run_fanout(plan: Plan, *, cpu_snapshot: CpuSnapshot, progress: Progres
         # (what is missing is lost); "cut": still arriving after DRAIN_MAX_S (overload: "lost"
         # then includes late deliveries, and latency percentiles leave out the latest ones).
         "drain": {"seconds": round(drain_s, 3), "ended": drain_ended},
-        # Messages sent with no ack (Ripple) or own copy (baseline) by the end of the drain.
+        # Messages sent with no ack (Ripple) or own copy (baseline, socketio) by the end of the drain.
         "messages_unconfirmed": unconfirmed,
         "window_timeouts": sum(pub.inflight.timeouts for pub in live_pubs),
         "max_send_lag_ms": max((r["max_send_lag_ms"] for r in pub_results), default=0.0),

@@ -24,6 +24,7 @@ from typing import Any
 from .processes import RIPPLE_APP, ROOT, DaphneServer, RedisServer
 
 BASELINE_APP = "bench.baseline_asgi:application"
+SOCKETIO_APP = "bench.socketio_app:application"
 ASGI_SERVERS = ("daphne", "uvicorn")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 # Inherited variables that would change what is measured; every one the servers need is set here.

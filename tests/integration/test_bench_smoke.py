@@ -25,7 +25,7 @@ RESULT_KEYS = {
 }
 
 
-def test_fanout_scenario_measures_both_targets_without_losing_ripple_messages(
+def test_fanout_scenario_measures_all_three_targets_without_losing_ripple_or_socketio_messages(
     tmp_path, redis_url, live_database_url
 ):
     out = tmp_path / "fanout.json"
@@ -36,7 +36,7 @@ def test_fanout_scenario_measures_both_targets_without_losing_ripple_messages(
         "--workers=2",
         "--duration=2",
         "--warmup=0.5",
-        "--target=both",
+        "--target=all",
         "--layer=pubsub",
         "--aftermath=20",
         "--no-pin",
@@ -51,8 +51,9 @@ def test_fanout_scenario_measures_both_targets_without_losing_ripple_messages(
     assert report.keys() >= {"command_line", "machine", "versions", "options", "results", "ratios", "notes"}
     assert report["machine"].keys() >= {"nproc", "cpu_model", "python"}
     assert report["versions"]["channels"]
+    assert report["versions"]["python-socketio"]
     pairs = [(r["target"], r["layer"]) for r in report["results"]]
-    assert pairs == [("ripple", "pubsub"), ("baseline", "pubsub")]
+    assert pairs == [("ripple", "pubsub"), ("baseline", "pubsub"), ("socketio", "pubsub")]
     for result in report["results"]:
         assert result.keys() >= RESULT_KEYS, result
         assert result["sockets"]["open"] == 2 * (3 + 1)
@@ -61,7 +62,10 @@ def test_fanout_scenario_measures_both_targets_without_losing_ripple_messages(
         assert result["deliveries"] > 0
         assert result["server_cpu_s"] > 0
         assert result["latency_ms"].keys() >= {"p50", "p90", "p99", "max"}
-    ripple = report["results"][0]
+    ripple, _, socketio = report["results"]
     assert ripple["lost"] == 0
     assert ripple["duplicated"] == 0
-    assert "pubsub" in report["ratios"]
+    # python-socketio's AsyncServer on uvicorn, fanning out across both workers through Redis.
+    assert socketio["server"] == "uvicorn"
+    assert (socketio["lost"], socketio["duplicated"]) == (0, 0), socketio
+    assert report["ratios"]["pubsub"].keys() == {"baseline", "socketio"}
