@@ -5,7 +5,7 @@ from channels.db import database_sync_to_async
 
 from chat.hub import presence_batch_s
 from chat.hub.events import room_group
-from chat.hub.roster import Roster
+from chat.hub.roster import REFRESH_ENTRIES_PER_STEP, Roster
 from chat.hub.tasks import TaskSet
 from chat.presence import Member
 from chat.presence.memory import MemoryPresenceStore
@@ -119,6 +119,7 @@ class CountingStore(MemoryPresenceStore):
         super().__init__()
         self.adds: list[list] = []
         self.removes: list[list] = []
+        self.refreshes: list[list] = []
 
     async def add(self, process, entries):
         self.adds.append(list(entries))
@@ -127,6 +128,10 @@ class CountingStore(MemoryPresenceStore):
     async def remove(self, process, entries):
         self.removes.append(list(entries))
         await super().remove(process, entries)
+
+    async def refresh(self, process, entries):
+        self.refreshes.append(list(entries))
+        await super().refresh(process, entries)
 
 
 class AnnouncedRooms:
@@ -226,3 +231,20 @@ async def test_a_shorter_grace_is_not_held_behind_a_longer_one(settings):
     await wait_for(lambda: store.removes, timeout_s=2)
     assert store.removes == [[("r", bob)]]
     assert await store.members("r") == {ann}
+
+
+async def test_the_periodic_refresh_writes_many_entries_in_steps(settings):
+    """5,000 entries in one pipeline held the event loop 50-120 ms; steps let messages through."""
+    settings.RIPPLE_PRESENCE_GRACE_S = 30
+    store, layer = CountingStore(), AnnouncedRooms()
+    roster = BatchedRoster(store, layer)
+    members = [(f"r{index % 7}", Member(name=f"m{index}", id=f"g{index}")) for index in range(600)]
+    for slug, member in members:
+        await roster.arrive(slug, member)
+    await wait_for(lambda: store.adds)
+    await settled(roster._tasks)
+    for slug, member in members[:100]:
+        await roster.depart(slug, member)  # departing, within the grace: still refreshed
+    await roster.refresh()
+    assert [len(step) for step in store.refreshes] == [REFRESH_ENTRIES_PER_STEP] * 2 + [100]
+    assert sorted(key for step in store.refreshes for key in step) == sorted(members)
