@@ -8,6 +8,11 @@ written to the read that brought the reply (``time.perf_counter_ns()``, one proc
 over the measured messages gives the server's CPU per message. The worker hands a new message
 to its own subscribers before the channel-layer send, so on one worker the own copy does not
 wait for Redis; the layer's cost shows in the CPU figures.
+
+``--target`` runs the same loop against the ``fanout`` scenario's peers, each on a worker of its
+own (started after the previous target's is stopped): the Channels tutorial consumer
+(``baseline``) and python-socketio (``socketio``, always on uvicorn). They send no ack, so for
+them only post → own copy is measured.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ MAX_RUN_S = 600.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    harness.add_target_argument(parser)
     parser.add_argument("--count", type=bounded_int(1, 100_000), default=2000, help="measured messages")
     parser.add_argument(
         "--warmup-count", type=bounded_int(0, 10_000), default=200, help="messages sent first, not measured"
@@ -44,17 +50,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     harness.check_server_arguments(parser, args)
+    harness.check_target_argument(parser, args)
 
 
 def describe_load(args: argparse.Namespace) -> str:
     return (
-        f"1 socket on 1 worker, {args.layer} layer, {args.warmup_count} warmup + {args.count} messages "
-        f"one at a time, {args.body_bytes}-byte bodies"
+        f"1 socket on 1 worker ({', '.join(harness.targets_of(args))}), {args.layer} layer, "
+        f"{args.warmup_count} warmup + {args.count} messages one at a time, {args.body_bytes}-byte bodies"
     )
 
 
 class EchoSocket(loadgen.RippleSocket):
     """The one socket: posts a message, then waits for its ack and its own copy."""
+
+    has_ack = True
 
     def __init__(self, plan: loadgen.Plan, room: str) -> None:
         super().__init__(plan, loadgen.Stats(), room, 0, publisher=True)
@@ -100,10 +109,82 @@ class EchoSocket(loadgen.RippleSocket):
             self.arrived.set()
 
 
+class PeerEcho:
+    """The one socket on a peer with no ack (mixed into its ``loadgen`` class): posts a message,
+    then waits for its own copy, recognised by the counter in its body."""
+
+    has_ack = False
+    # What the loadgen class provides.
+    send_message: Any
+
+    def __init__(self, plan: loadgen.Plan, room: str) -> None:
+        super().__init__(plan, loadgen.Stats(), room, 0, publisher=True)  # type: ignore[call-arg]
+        self.arrived = asyncio.Event()
+        self.number = -1
+        self.client_id = ""
+        self.sent_ns = self.delivered_ns = 0
+        self.ack_ns = 0  # never set: no ack
+        self.failure = ""
+        self.delivered_first = 0
+        self.strays: Counter[str] = Counter()
+
+    def post(self, number: int, body_bytes: int) -> None:
+        self.number = number
+        self.client_id = f"e{number}"
+        self.delivered_ns = 0
+        self.failure = ""
+        self.arrived.clear()
+        # Taken before the frame is encoded (one small json.dumps, a few µs), then written at once.
+        self.sent_ns = time.perf_counter_ns()
+        self.send_message(number, self.sent_ns, body_bytes)
+
+    def count_body(self, body: str, now_ns: int) -> None:
+        super().count_body(body, now_ns)  # type: ignore[misc]
+        first = body.index(" ")
+        if int(body[first + 1 : body.index(" ", first + 1)]) != self.number:
+            self.strays["message"] += 1  # an earlier message, one that timed out
+            return
+        self.delivered_ns = now_ns
+        self.arrived.set()
+
+
+class BaselineEcho(PeerEcho, loadgen.BaselineSocket):
+    """The echo socket on the Channels tutorial consumer."""
+
+
+class SocketIOEcho(PeerEcho, loadgen.SocketIOSocket):
+    """The echo socket on python-socketio."""
+
+
+ECHO_SOCKETS: dict[str, Any] = {"ripple": EchoSocket, "baseline": BaselineEcho, "socketio": SocketIOEcho}
+
+
 async def measure(session: harness.Session, worker: servers.BenchDaphne) -> dict[str, Any]:
+    """Every target in turn; one target's results as they are, several side by side with ratios."""
+    outcomes = await harness.measure_targets(session, worker, measure_target)
+    peers = [outcome["target"] for outcome in outcomes if outcome["target"] != "ripple"]
+    if peers:
+        session.result["notes"].append(
+            f"{' and '.join(peers)} send no ack: for them only post → own copy is measured (ack: '-')"
+        )
+    if len(outcomes) == 1:
+        return outcomes[0]
+    ratios = harness.peer_ratios(
+        outcomes,
+        {
+            "delivery_p50": lambda outcome: outcome["delivery_ms"]["p50"],
+            "server_cpu_per_message": lambda outcome: outcome["server_cpu_us_per_message"],
+        },
+    )
+    return {"targets": outcomes, "ratios": ratios}
+
+
+async def measure_target(
+    session: harness.Session, worker: servers.BenchDaphne, target: str
+) -> dict[str, Any]:
     args = session.args
     plan = loadgen.Plan(
-        target="ripple",
+        target=target,
         layer=args.layer,
         run_id=secrets.token_hex(3),
         ports=[worker.port],
@@ -116,13 +197,13 @@ async def measure(session: harness.Session, worker: servers.BenchDaphne) -> dict
         duration_s=0,
         body_bytes=args.body_bytes,
     )
-    sock = EchoSocket(plan, plan.room_name(0))
+    sock = ECHO_SOCKETS[target](plan, plan.room_name(0))
     connected = await loadgen.connect_all(plan, [sock])
     if not connected.sockets:
         raise RuntimeError(f"the socket did not open: {connected.failure_examples}")
     meter = harness.CpuMeter(worker.pid, session.probe)
     progress = session.progress
-    progress.begin(f"echo/{args.layer}")
+    progress.begin(f"echo/{target}/{args.layer}")
     try:
         outcome = await post_all(sock, args, meter, progress)
     finally:
@@ -136,21 +217,23 @@ async def measure(session: harness.Session, worker: servers.BenchDaphne) -> dict
     notes = session.result["notes"]
     if outcome["timeouts"] or outcome["failures"]:
         notes.append(
-            f"{outcome['timeouts']} message(s) timed out and {outcome['failures']} failed, "
+            f"{target}: {outcome['timeouts']} message(s) timed out and {outcome['failures']} failed, "
             f"e.g. {outcome['failure_examples'][:2]}"
         )
     if outcome["stopped_early"]:
-        notes.append(f"stopped early: {outcome['stopped_early']}")
+        notes.append(f"{target}: stopped early: {outcome['stopped_early']}")
     if outcome["seq_repeats"]:
-        notes.append(f"{outcome['seq_repeats']} message(s) were delivered more than once")
+        notes.append(f"{target}: {outcome['seq_repeats']} message(s) were delivered more than once")
     cpu = outcome["cpu"]
     if cpu and cpu["other_s"] > 0.1 * cpu["wall_s"]:
-        notes.append(f"other processes used {cpu['other_s']:.1f} CPU s meanwhile: the machine was not quiet")
+        notes.append(
+            f"{target}: other processes used {cpu['other_s']:.1f} CPU s meanwhile: the machine was not quiet"
+        )
     return outcome
 
 
 async def post_all(
-    sock: EchoSocket, args: argparse.Namespace, meter: harness.CpuMeter, progress: Any
+    sock: Any, args: argparse.Namespace, meter: harness.CpuMeter, progress: Any
 ) -> dict[str, Any]:
     """Post warmup + count messages one at a time; latencies and CPU of the measured ones."""
     ack_ns, delivery_ns = array("q"), array("q")
@@ -172,7 +255,8 @@ async def post_all(
                 await sock.arrived.wait()
         except TimeoutError:
             timeouts += 1
-            sock.failure = f"no {'delivery' if sock.ack_ns else 'ack'} within {MESSAGE_TIMEOUT_S:g} s"
+            missing = "ack" if sock.has_ack and not sock.ack_ns else "delivery"
+            sock.failure = f"no {missing} within {MESSAGE_TIMEOUT_S:g} s"
         else:
             failures += bool(sock.failure)
         if sock.failure:
@@ -187,7 +271,8 @@ async def post_all(
         phase = "warmup"
         if number >= args.warmup_count:
             phase = "measure"
-            ack_ns.append(sock.ack_ns - sock.sent_ns)
+            if sock.has_ack:
+                ack_ns.append(sock.ack_ns - sock.sent_ns)
             delivery_ns.append(sock.delivered_ns - sock.sent_ns)
         progress.update(phase, time.perf_counter() - started, number + 1)
     # None when the run stopped before the first measured message.
@@ -198,7 +283,8 @@ async def post_all(
         "layer": args.layer,
         "messages_measured": measured,
         "messages_per_s": measured / cpu["wall_s"] if cpu and cpu["wall_s"] else None,
-        "ack_ms": latency_summary(ack_ns),
+        # None for a target with no ack.
+        "ack_ms": latency_summary(ack_ns) if sock.has_ack else None,
         "delivery_ms": latency_summary(delivery_ns),
         "timeouts": timeouts,
         "failures": failures,
@@ -223,22 +309,36 @@ def latency_summary(samples_ns: array) -> dict[str, float | int | None]:
 
 
 def table(results: dict[str, Any]) -> harness.Table:
-    def spread(latency: dict[str, Any]) -> str:
+    """One column per target; with several, a peer's ratios to Ripple below."""
+
+    def spread(latency: dict[str, Any] | None) -> str:
+        if latency is None:
+            return "-"  # no ack on this target
         return " / ".join(harness.ms(latency[name]) for name in ("p50", "p90", "p99", "max"))
 
-    cpu = results["cpu"] or {}
-    rows = [
-        ["post → ack, ms (p50 / p90 / p99 / max)", spread(results["ack_ms"])],
-        ["post → own delivery, ms (p50 / p90 / p99 / max)", spread(results["delivery_ms"])],
-        ["messages measured", f"{results['messages_measured']:,}"],
-        ["messages/s (one at a time)", harness.ms(results["messages_per_s"])],
-        ["server CPU µs per message", harness.ms(results["server_cpu_us_per_message"])],
-        ["Redis CPU µs per message", harness.ms(results["redis_cpu_us_per_message"])],
-        ["load generator CPU s", harness.ms(cpu.get("loadgen_s"))],
-        ["timeouts / failures", f"{results['timeouts']} / {results['failures']}"],
+    measures: list[tuple[str, harness.Cell]] = [
+        ("post → ack, ms (p50 / p90 / p99 / max)", lambda r: spread(r["ack_ms"])),
+        ("post → own delivery, ms (p50 / p90 / p99 / max)", lambda r: spread(r["delivery_ms"])),
+        ("messages measured", lambda r: f"{r['messages_measured']:,}"),
+        ("messages/s (one at a time)", lambda r: harness.ms(r["messages_per_s"])),
+        ("server CPU µs per message", lambda r: harness.ms(r["server_cpu_us_per_message"])),
+        ("Redis CPU µs per message", lambda r: harness.ms(r["redis_cpu_us_per_message"])),
+        ("load generator CPU s", lambda r: harness.ms((r["cpu"] or {}).get("loadgen_s"))),
+        ("timeouts / failures", lambda r: f"{r['timeouts']} / {r['failures']}"),
     ]
-    return ["measure", "value"], rows
+    ratio_names = {
+        "delivery_p50": "own delivery p50 ÷ ripple's",
+        "server_cpu_per_message": "server CPU per message ÷ ripple's",
+    }
+    return harness.target_table(results, measures, ratio_names)
 
 
 def run(args: argparse.Namespace) -> int:
-    return harness.run_scenario("echo", args, load=describe_load(args), measure=measure, table=table)
+    return harness.run_scenario(
+        "echo",
+        args,
+        load=describe_load(args),
+        measure=measure,
+        table=table,
+        target=harness.targets_of(args)[0],
+    )

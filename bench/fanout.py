@@ -30,6 +30,12 @@ APPS = {"ripple": servers.RIPPLE_APP, "baseline": servers.BASELINE_APP, "socketi
 SOCKETIO_LAYER = "pubsub"
 
 
+def asgi_server(target: str, server: str) -> str:
+    """The ASGI server ``target`` runs on: python-socketio's app always on uvicorn, as in its
+    documentation's ASGI example; the others on ``--server``."""
+    return "uvicorn" if target == "socketio" else server
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--target",
@@ -222,8 +228,7 @@ def run_pair(
     progress.begin(f"{target}/{layer}")
     workers: list[servers.BenchDaphne] = []
     outcome: dict[str, Any]
-    # python-socketio's ASGI app is served by uvicorn, as in its documentation's ASGI example.
-    server = "uvicorn" if target == "socketio" else args.server
+    server = asgi_server(target, args.server)
     try:
         # Other people may edit the code while a series runs: record what these workers loaded.
         code_digest = report.code_state(servers.ROOT)["digest"]

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from . import report, servers
-from .fanout import run_async
+from .fanout import APPS, SOCKETIO_LAYER, TARGETS, asgi_server, run_async
 
 # "none": no REDIS_URL, so the worker uses Channels' in-memory layer (one process only).
 LAYERS = ("pubsub", "core", "none")
@@ -50,6 +50,105 @@ def check_server_arguments(parser: argparse.ArgumentParser, args: argparse.Names
     servers.check_process_arguments(parser, args)
     if args.layer == "none" and args.redis_url:
         parser.error("--layer none runs without Redis: leave out --redis-url")
+
+
+def add_target_argument(parser: argparse.ArgumentParser) -> None:
+    """``--target``: Ripple (the default) or ``fanout``'s peers, each on a worker of its own."""
+    parser.add_argument(
+        "--target",
+        choices=(*TARGETS, "all"),
+        default="ripple",
+        help="all: ripple, baseline and socketio one after the other (socketio on the pubsub layer only)",
+    )
+
+
+def check_target_argument(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if args.target == "socketio" and args.layer != SOCKETIO_LAYER:
+        parser.error(f"--target socketio runs on --layer {SOCKETIO_LAYER} only (its one Redis path)")
+
+
+def targets_of(args: argparse.Namespace) -> tuple[str, ...]:
+    """The targets to run, in order; ``all`` leaves socketio out off the pubsub layer."""
+    if args.target != "all":
+        return (args.target,)
+    return tuple(t for t in TARGETS if t != "socketio" or args.layer == SOCKETIO_LAYER)
+
+
+MeasureTarget = Callable[["Session", servers.BenchDaphne, str], Awaitable[dict[str, Any]]]
+
+
+async def measure_targets(
+    session: Session, worker: servers.BenchDaphne, measure_target: MeasureTarget
+) -> list[dict[str, Any]]:
+    """``measure_target`` for each target of ``--target`` in turn, each on a worker of its own.
+
+    ``worker`` is the first target's; each worker is stopped before the next one starts."""
+    targets = targets_of(session.args)
+    notes = session.result["notes"]
+    if session.args.target == "all" and "socketio" not in targets:
+        notes.append(f"socketio skipped: python-socketio has one Redis path, run on --layer {SOCKETIO_LAYER}")
+    outcomes = []
+    for index, target in enumerate(targets):
+        if index:
+            worker = session.start_worker(target)
+        try:
+            outcome = await measure_target(session, worker, target)
+        finally:
+            session.stop_worker(worker)
+        outcomes.append({"target": target, "server": asgi_server(target, session.args.server), **outcome})
+    used = {outcome["server"] for outcome in outcomes}
+    if len(used) > 1:
+        notes.append(
+            f"socketio always runs on uvicorn, the other targets ran on {session.args.server}: "
+            "--server uvicorn puts all of them on the same server"
+        )
+    return outcomes
+
+
+def peer_ratios(outcomes: list[dict[str, Any]], keys: dict[str, Callable[[dict], Any]]) -> dict[str, Any]:
+    """For each peer, each figure of ``keys`` ÷ Ripple's in the same run (None when either is missing)."""
+    by_target = {outcome["target"]: outcome for outcome in outcomes}
+    ripple = by_target.get("ripple")
+    if ripple is None:
+        return {}
+    ratios: dict[str, Any] = {}
+    for target, outcome in by_target.items():
+        if target == "ripple":
+            continue
+        ratios[target] = {}
+        for name, figure in keys.items():
+            mine, theirs = figure(outcome), figure(ripple)
+            ratios[target][name] = round(mine / theirs, 3) if mine is not None and theirs else None
+    return ratios
+
+
+Cell = Callable[[dict[str, Any]], str]
+
+
+def target_table(
+    results: dict[str, Any], measures: list[tuple[str, Cell]], ratio_names: dict[str, str]
+) -> Table:
+    """One ``value`` column for one target; with several (``results["targets"]``), one column each,
+    the ASGI server first and each ratio of ``ratio_names`` (key → row name) last."""
+    if "targets" not in results:
+        return ["measure", "value"], [[name, cell(results)] for name, cell in measures]
+    outcomes = results["targets"]
+    ratios = results["ratios"]
+
+    def ratio(key: str) -> Cell:
+        def cell(outcome: dict[str, Any]) -> str:
+            value = ratios.get(outcome["target"], {}).get(key)
+            return "-" if value is None else f"{value:.2f}×"
+
+        return cell
+
+    rows: list[tuple[str, Cell]] = [
+        ("ASGI server", lambda outcome: str(outcome["server"])),
+        *measures,
+        *((name, ratio(key)) for key, name in ratio_names.items()),
+    ]
+    columns = ["measure", *(outcome["target"] for outcome in outcomes)]
+    return columns, [[name, *(cell(outcome) for outcome in outcomes)] for name, cell in rows]
 
 
 def frame_type(data: bytes) -> str:
@@ -102,6 +201,8 @@ class Session:
         self.cleanup = ExitStack()
         self.probe: servers.RedisProbe | None = None
         self.extra_env = dict(item.split("=", 1) for item in args.server_env)
+        self._env: dict[str, str] | None = None
+        self._stopped: set[int] = set()  # PIDs of the workers already stopped
         hidden = ("func", "check", "parser")
         self.result: dict[str, Any] = {
             "tool": "ripple-bench",
@@ -154,31 +255,50 @@ class Session:
         self.result["database"] = url.split(":", 1)[0]
         return url
 
-    def start_worker(self) -> servers.BenchDaphne:
-        """Redis and the database as the options say, then one Ripple worker (stopped at the end)."""
-        layer = self.args.layer
-        env = {
-            **WORKER_ENV,
-            "DJANGO_SECRET_KEY": secrets.token_urlsafe(32),
-            "REDIS_URL": self._redis_url(),
-            "DATABASE_URL": self._database_url(),
-            **({} if layer == "none" else {"RIPPLE_CHANNEL_LAYER": layer}),
-            **self.extra_env,
+    def worker_env(self) -> dict[str, str]:
+        """The environment of every worker of the run: one Redis and one database, made once."""
+        if self._env is None:
+            layer = self.args.layer
+            self._env = {
+                **WORKER_ENV,
+                "DJANGO_SECRET_KEY": secrets.token_urlsafe(32),
+                "REDIS_URL": self._redis_url(),
+                "DATABASE_URL": self._database_url(),
+                **({} if layer == "none" else {"RIPPLE_CHANNEL_LAYER": layer}),
+                **self.extra_env,
+            }
+        return self._env
+
+    def start_worker(self, target: str = "ripple") -> servers.BenchDaphne:
+        """One worker of ``target`` (app and ASGI server as ``fanout`` picks them), stopped at the end."""
+        env = self.worker_env()
+        server = asgi_server(target, self.args.server)
+        self.progress.note(f"starting one {server} worker for {target} ({self.args.layer} layer)")
+        self.result.setdefault("code_digest", report.code_state(servers.ROOT)["digest"])
+        (worker,) = servers.start_workers(1, env=env, app=APPS[target], pinning=self.pinning, server=server)
+        self.cleanup.callback(self.stop_worker, worker)
+        self.result.setdefault("worker", {"port": worker.port, "pid": worker.pid})
+        self.result.setdefault("workers", {})[target] = {
+            "port": worker.port,
+            "pid": worker.pid,
+            "server": server,
         }
-        self.progress.note(f"starting one {self.args.server} worker ({layer} layer)")
-        self.result["code_digest"] = report.code_state(servers.ROOT)["digest"]
-        (worker,) = servers.start_workers(
-            1, env=env, app=servers.RIPPLE_APP, pinning=self.pinning, server=self.args.server
-        )
-        self.cleanup.callback(self._stop_worker, worker)
-        self.result["worker"] = {"port": worker.port, "pid": worker.pid}
         return worker
 
-    def _stop_worker(self, worker: servers.BenchDaphne) -> None:
+    def stop_worker(self, worker: servers.BenchDaphne) -> None:
+        """Stop ``worker`` (once) and add its log's problems to ``server_logs``."""
+        if worker.pid in self._stopped:
+            return
+        self._stopped.add(worker.pid)
         if not worker.alive():
-            self.result["notes"].append("the daphne worker exited during the run")
+            self.result["notes"].append(f"the worker on port {worker.port} exited during the run")
         # The log goes with the worker: read it first.
-        self.result["server_logs"] = worker.problems()
+        logs = worker.problems()
+        merged = self.result.setdefault("server_logs", {"count": 0, "kinds": {}, "first": []})
+        merged["count"] += logs["count"]
+        for kind, count in logs["kinds"].items():
+            merged["kinds"][kind] = merged["kinds"].get(kind, 0) + count
+        merged["first"] = [*merged["first"], *logs["first"]][:5]
         servers.stop_all([worker])
 
 
@@ -186,16 +306,24 @@ Measure = Callable[[Session, servers.BenchDaphne], Awaitable[dict[str, Any]]]
 
 
 def run_scenario(
-    scenario: str, args: argparse.Namespace, *, load: str, measure: Measure, table: Callable[[dict], Table]
+    scenario: str,
+    args: argparse.Namespace,
+    *,
+    load: str,
+    measure: Measure,
+    table: Callable[[dict], Table],
+    target: str = "ripple",
 ) -> int:
-    """Start, measure, stop, report. Exit status: 0 measured, 1 failed, 130 interrupted."""
+    """Start ``target``'s worker, measure, stop, report. Exit status: 0 measured, 1 failed, 130 interrupted.
+
+    ``measure`` may start other targets' workers with ``session.start_worker`` and stop them."""
     session = Session(scenario, args, load=load)
     result = session.result
     status = 0
     previous_term = signal.signal(signal.SIGTERM, _interrupt)
     try:
         with session.cleanup:
-            worker = session.start_worker()
+            worker = session.start_worker(target)
             result["results"] = run_async(measure(session, worker))
     except KeyboardInterrupt:
         status = 130
@@ -209,7 +337,7 @@ def run_scenario(
         session.progress.end()
     logs = result.get("server_logs", {})
     if logs.get("count"):
-        result["notes"].append(f"{logs['count']} warning/error lines in the daphne log (see server_logs)")
+        result["notes"].append(f"{logs['count']} warning/error lines in the worker logs (see server_logs)")
     if result.get("code_digest") not in (None, report.code_state(servers.ROOT)["digest"]):
         result["notes"].append("the source code changed during the run")
     print_report(result, table(result["results"]) if result["results"] else ([], []))

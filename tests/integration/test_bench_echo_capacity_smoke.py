@@ -50,6 +50,25 @@ def test_echo_scenario_times_every_message_and_its_ack(tmp_path, redis_url, live
     assert result["server_cpu_us_per_message"] > 0
 
 
+def test_echo_scenario_with_target_all_measures_ripple_and_both_peers(tmp_path, redis_url, live_database_url):
+    report = run_bench(
+        tmp_path, redis_url, live_database_url, "echo", "--target=all", "--count=10", "--warmup-count=2"
+    )
+    result = report["results"]
+    by_target = {outcome["target"]: outcome for outcome in result["targets"]}
+    assert list(by_target) == ["ripple", "baseline", "socketio"]
+    for target, outcome in by_target.items():
+        assert outcome["messages_measured"] > 0, target
+        assert outcome["timeouts"] == outcome["failures"] == 0, (target, outcome["failure_examples"])
+        assert outcome["delivery_ms"]["p50"] > 0, target
+    # The peers send no ack: only post → own copy is measured for them.
+    assert by_target["ripple"]["ack_ms"]["samples"] == by_target["ripple"]["messages_measured"]
+    assert by_target["baseline"]["ack_ms"] is None and by_target["socketio"]["ack_ms"] is None
+    assert by_target["socketio"]["server"] == "uvicorn"
+    assert set(result["ratios"]) == {"baseline", "socketio"}
+    assert all(ratios["delivery_p50"] > 0 for ratios in result["ratios"].values())
+
+
 def test_capacity_scenario_keeps_every_idle_socket_open(tmp_path, redis_url, live_database_url):
     report = run_bench(
         tmp_path,
@@ -78,3 +97,32 @@ def test_capacity_scenario_keeps_every_idle_socket_open(tmp_path, redis_url, liv
     assert result["frames_received_in_idle"]["pong"] > 0  # answers to the client's own pings
     assert result["closed_by_server_in_idle"] == result["closed_by_server_before_idle"] == 0
     assert result["late_or_missing_pongs"] == 0
+
+
+def test_capacity_scenario_with_target_all_keeps_every_peer_socket_open(
+    tmp_path, redis_url, live_database_url
+):
+    report = run_bench(
+        tmp_path,
+        redis_url,
+        live_database_url,
+        "capacity",
+        "--target=all",
+        "--sockets=30",
+        "--rooms=3",
+        "--idle=1",
+    )
+    result = report["results"]
+    by_target = {outcome["target"]: outcome for outcome in result["targets"]}
+    assert list(by_target) == ["ripple", "baseline", "socketio"]
+    for target, outcome in by_target.items():
+        sockets = outcome["sockets"]
+        assert sockets["open"] == sockets["wanted"] == 30, target
+        assert sockets["handshake_failures"] == sockets["subscribe_failures"] == 0, target
+        assert outcome["connects_per_s"] > 0, target
+        assert outcome["memory_kib"]["after_idle"]["rss"] > 0, target
+        assert outcome["closed_by_server_in_idle"] == outcome["closed_by_server_before_idle"] == 0, target
+    assert by_target["baseline"]["heartbeat"] is None and by_target["socketio"]["heartbeat"] is None
+    assert by_target["socketio"]["server"] == "uvicorn"
+    assert set(result["ratios"]) == {"baseline", "socketio"}
+    assert all(ratios["connects_per_s"] > 0 for ratios in result["ratios"].values())
