@@ -13,7 +13,7 @@ from django.contrib.auth.models import User
 from chat import services
 from chat.models import Message
 from tests.support.axe import audit, new_context, require_axe
-from tests.support.moderate import moderate
+from tests.support.moderate import moderate, moderation_env
 from tests.support.room_page import send, wait_state
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True), pytest.mark.timeout(90)]
@@ -52,12 +52,7 @@ async def test_the_room_page_with_people_messages_and_an_announcement(
     browser, daphne, live_database_url, redis_url
 ):
     server = daphne(REDIS_URL=redis_url)
-    env = {
-        "DATABASE_URL": live_database_url,
-        "REDIS_URL": redis_url,
-        "DJANGO_SECRET_KEY": "ripple-tests-only-not-secret",
-        "DJANGO_LOG_LEVEL": "WARNING",
-    }
+    env = moderation_env(live_database_url, redis_url)
     await database_sync_to_async(User.objects.create_user)("ada", password=PASSWORD)
     await database_sync_to_async(services.room_get_or_create)(slug=ROOM, title="Team room")
     ada_context = await new_context(browser)

@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from tests.support.moderate import moderate
+from tests.support.moderate import moderate, moderation_env
 from tests.support.room_page import send, wait_bodies, wait_state
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True), pytest.mark.timeout(60)]
@@ -22,12 +22,7 @@ async def test_a_guest_is_tagged_and_cannot_pass_for_an_announcement(
     browser, daphne, live_database_url, redis_url
 ):
     server = daphne(REDIS_URL=redis_url)
-    env = {
-        "DATABASE_URL": live_database_url,
-        "REDIS_URL": redis_url,
-        "DJANGO_SECRET_KEY": "ripple-tests-only-not-secret",
-        "DJANGO_LOG_LEVEL": "WARNING",
-    }
+    env = moderation_env(live_database_url, redis_url)
     context = await browser.new_context()
     try:
         page = await context.new_page()

@@ -6,7 +6,7 @@ import pytest
 from channels.db import database_sync_to_async
 
 from chat.models import Message
-from tests.support.moderate import moderate
+from tests.support.moderate import moderate, moderation_env
 from tests.support.room_page import open_room, send, wait_bodies
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True), pytest.mark.timeout(60)]
@@ -14,12 +14,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True), pytest.m
 
 async def test_a_page_shows_deletions_and_a_closed_room_live(browser, daphne, live_database_url, redis_url):
     server = daphne(REDIS_URL=redis_url)
-    env = {
-        "DATABASE_URL": live_database_url,
-        "REDIS_URL": redis_url,
-        "DJANGO_SECRET_KEY": "ripple-tests-only-not-secret",
-        "DJANGO_LOG_LEVEL": "WARNING",
-    }
+    env = moderation_env(live_database_url, redis_url)
     page = await open_room(browser, server, "moderated-page", "Ann")
     await send(page, "regrettable")
     await send(page, "fine")

@@ -8,7 +8,7 @@ import websockets
 
 from chat.models import Message
 from tests.support.frames import recv_until
-from tests.support.moderate import moderate
+from tests.support.moderate import moderate, moderation_env
 from tests.support.origins import same_origin
 from tests.support.sessions import logged_in_session
 
@@ -17,12 +17,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture
 def worker_env(live_database_url, redis_url):
-    return {
-        "DATABASE_URL": live_database_url,
-        "REDIS_URL": redis_url,
-        "DJANGO_SECRET_KEY": "ripple-tests-only-not-secret",
-        "DJANGO_LOG_LEVEL": "WARNING",
-    }
+    return moderation_env(live_database_url, redis_url)
 
 
 async def subscribed_socket(url: str, room: str, headers=None):

@@ -15,6 +15,16 @@ import django
 from tests.support.processes import ROOT
 
 
+def moderation_env(database_url: str, redis_url: str) -> dict[str, str]:
+    """What ``moderate`` needs to reach the workers' database and Redis."""
+    return {
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "DJANGO_SECRET_KEY": "ripple-tests-only-not-secret",
+        "DJANGO_LOG_LEVEL": "WARNING",
+    }
+
+
 def moderate(action: str, arg: str, env: dict[str, str]) -> None:
     """Run one moderation service in a separate process; return when it finished."""
     result = subprocess.run(
