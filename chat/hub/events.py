@@ -84,9 +84,7 @@ async def typing_publish(*, room_slug: str, text: str, sender: str) -> None:
     Not offered to this process first: there is no seq to drop the second copy by, so every hub
     (this one too) takes it from the group once and skips the ``sender`` connection.
     """
-    await get_channel_layer().group_send(
-        room_group(room_slug), {"type": EVENT_TYPING, "room": room_slug, "text": text, "sender": sender}
-    )
+    await room_event(room_slug, EVENT_TYPING, {"text": text, "sender": sender})
 
 
 async def control_event(kind: str, data: dict[str, Any]) -> None:

@@ -104,7 +104,8 @@ class Roster:
         if self._local[key] > 0:
             return
         del self._local[key]
-        if self._arriving.pop(key, 0) is None:
+        if key in self._arriving:
+            del self._arriving[key]
             return  # gone before its arrival was written: nobody heard of it
         grace_s = settings.RIPPLE_PRESENCE_GRACE_S
         if grace_s <= 0:
