@@ -19,6 +19,13 @@ hearing of it. The subclasses here close those gaps, and let a refused handshake
 - ``{"type": "websocket.close", "reason": ..., "status": ...}`` before the accept becomes an
   HTTP refusal naming the reason (``X-Ripple-Refusal`` and a text body).
 
+One more is for speed, not safety: a text or binary frame the application sends goes to the
+socket at once (``write_now``) when nothing is queued before it, framed here, instead of
+through autobahn's general path (which formats debug arguments for every frame) and Twisted's
+(which waits for the next turn of the loop, registering and unregistering the socket for
+writing around one ``send``). Whatever the kernel does not take is queued in the transport as
+before, so the outbound backlog the guard reads is the same.
+
 ``install()`` makes daphne's ``Server.run()`` build these: project/asgi.py calls it when daphne
 is the server, which imports the application before it builds its factories.
 """
@@ -26,6 +33,7 @@ is the server, which imports the application before it builds its factories.
 from __future__ import annotations
 
 import re
+import struct
 from http import HTTPStatus
 from typing import Any
 
@@ -34,6 +42,7 @@ from autobahn.twisted.websocket import ConnectionDeny
 from daphne.http_protocol import HTTPFactory
 from daphne.ws_protocol import WebSocketFactory, WebSocketProtocol
 from django.conf import settings
+from twisted.internet import tcp
 from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel, _GenericHTTPChannelProtocol
@@ -142,6 +151,43 @@ class GuardedHTTPFactory(HTTPFactory):
         return _GenericHTTPChannelProtocol(DeadlineHTTPChannel())
 
 
+def frame_header(opcode: int, length: int) -> bytes:
+    """An unfragmented, unmasked frame's header (RFC 6455 5.2): what a server sends."""
+    first = 0x80 | opcode  # FIN
+    if length < 126:
+        return bytes((first, length))
+    if length < 65536:
+        return struct.pack("!BBH", first, 126, length)
+    return struct.pack("!BBQ", first, 127, length)
+
+
+def write_now(transport: Any, data: bytes) -> None:
+    """Write ``data`` to a plain TCP transport's socket now if nothing is queued before it.
+
+    What the kernel does not take (or everything, on any other transport, when the transport
+    holds a backlog, or when it is closing) goes through ``transport.write``, which queues it
+    and writes it once the socket can take more. A socket error is left for Twisted to find
+    the same way: the data is queued and its next write reports the lost connection.
+    """
+    if (
+        type(transport) is tcp.Server
+        and not transport.TLS
+        and transport.connected
+        and not transport.disconnecting
+        and not transport._writeDisconnected
+        and not transport._tempDataLen
+        and len(transport.dataBuffer) == transport.offset
+    ):
+        try:
+            sent = transport.socket.send(data)
+        except OSError:  # EWOULDBLOCK, ENOBUFS, or the peer gone: Twisted's write sorts it out
+            sent = 0
+        if sent >= len(data):
+            return
+        data = data[sent:]
+    transport.write(data)
+
+
 class GuardedWebSocketProtocol(WebSocketProtocol):
     """daphne's WebSocket protocol with bounded pongs, a small incoming limit and reasoned refusals."""
 
@@ -176,6 +222,23 @@ class GuardedWebSocketProtocol(WebSocketProtocol):
         log_event("ping_flood", client=_peer(self.transport), buffered=backlog)
         self.sendClose(code=CLOSE_TOO_SLOW)
         self.factory.reactor.callLater(ABORT_GRACE_S, self.dropConnection, abort=True)
+
+    def serverSend(self, content: str | bytes, binary: bool = False) -> None:
+        """Send one message; the common case framed here and written at once (``write_now``)."""
+        payload = content if isinstance(content, bytes) else content.encode()
+        if (
+            self.state != self.STATE_OPEN
+            or self._perMessageCompress is not None
+            or self.send_queue
+            or self.autoFragmentSize
+            or 0 < self.maxMessagePayloadSize < len(payload)
+            or self.logFrames
+            or self.logOctets
+            or self.trackedTimings
+        ):
+            super().serverSend(content, binary)  # autobahn's path: it raises or handles these
+            return
+        write_now(self.transport, frame_header(2 if binary else 1, len(payload)) + payload)
 
     def handle_reply(self, message: dict[str, Any]) -> None:
         if message.get("type") == "websocket.close" and self.state == self.STATE_CONNECTING:

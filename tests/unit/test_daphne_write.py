@@ -1,0 +1,81 @@
+"""The frames daphne's guarded protocol writes itself (chat/daphne_guard.py ``write_now``).
+
+Frames are checked byte for byte against the ``websockets`` library's own encoder, and the
+writes go through a real Twisted TCP transport on a real socket pair, driven by hand.
+"""
+
+import asyncio
+import socket
+
+import pytest
+from twisted.internet import tcp
+from twisted.internet.asyncioreactor import AsyncioSelectorReactor
+from twisted.internet.protocol import Protocol
+from websockets.frames import Frame, Opcode
+
+from chat.daphne_guard import frame_header, write_now
+from chat.limits import transport_backlog_bytes
+
+
+@pytest.mark.parametrize("length", [0, 1, 125, 126, 127, 65535, 65536, 300_000])
+@pytest.mark.parametrize("opcode", [Opcode.TEXT, Opcode.BINARY])
+def test_a_frame_is_the_one_the_websockets_library_would_send(length, opcode):
+    payload = bytes(i % 251 for i in range(length))
+    expected = Frame(opcode, payload).serialize(mask=False)
+    assert frame_header(opcode.value, length) + payload == expected
+
+
+@pytest.fixture
+def connected():
+    """A Twisted server transport on one end of a socket pair, a plain socket on the other."""
+    loop = asyncio.new_event_loop()
+    reactor = AsyncioSelectorReactor(loop)
+    near, far = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    # tcp.Server is what daphne's sockets are; a UNIX pair behaves the same for send().
+    near.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    near.setblocking(False)
+    far.settimeout(5)
+    transport = tcp.Server(near, Protocol(), ("127.0.0.1", 1), None, 1, reactor)
+    yield transport, far
+    transport.stopWriting()
+    near.close()
+    far.close()
+    loop.close()
+
+
+def read_all(transport, far, size: int) -> bytes:
+    """Take ``size`` bytes from the far end, letting the transport write its queue meanwhile."""
+    received = bytearray()
+    while len(received) < size:
+        if transport_backlog_bytes(transport):
+            transport.doWrite()
+        received += far.recv(65536)
+    return bytes(received)
+
+
+def test_a_write_the_kernel_takes_whole_is_sent_at_once_and_nothing_is_queued(connected):
+    transport, far = connected
+    write_now(transport, b"hello")
+    assert transport_backlog_bytes(transport) == 0
+    assert far.recv(100) == b"hello"
+
+
+def test_what_the_kernel_does_not_take_is_queued_and_later_writes_go_behind_it(connected):
+    transport, far = connected
+    big = bytes(i % 253 for i in range(400_000))
+    write_now(transport, big)
+    queued = transport_backlog_bytes(transport)
+    assert 0 < queued < len(big)
+    # With a backlog, nothing is sent ahead of it: the next write is queued whole.
+    write_now(transport, b"after")
+    assert transport_backlog_bytes(transport) == queued + len(b"after")
+    assert read_all(transport, far, len(big) + 5) == big + b"after"
+    assert transport_backlog_bytes(transport) == 0
+
+
+def test_a_write_to_a_peer_that_is_gone_is_left_for_twisted_to_report(connected):
+    transport, far = connected
+    far.close()
+    write_now(transport, b"x" * 100_000)  # must not raise
+    assert transport_backlog_bytes(transport) == 100_000
+    assert transport.doWrite() is not None  # Twisted's own write finds the lost connection
