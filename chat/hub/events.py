@@ -13,6 +13,8 @@ from weakref import WeakKeyDictionary
 
 from channels.layers import get_channel_layer
 
+from .publisher import group_send
+
 EVENT_MESSAGE = "room.message"
 # "The room's presence changed somewhere": each hub re-reads the room's members (debounced).
 EVENT_PRESENCE = "room.presence"
@@ -67,7 +69,8 @@ async def message_publish(*, room_slug: str, seq: int, text: str, stored_at: flo
     local = local_hubs.get(asyncio.get_running_loop())
     if local is not None:
         await local.offer(room_slug, seq, text, stored_at)
-    await get_channel_layer().group_send(
+    await group_send(
+        get_channel_layer(),
         room_group(room_slug),
         {"type": EVENT_MESSAGE, "room": room_slug, "seq": seq, "text": text, "stored_at": stored_at},
     )
@@ -75,7 +78,7 @@ async def message_publish(*, room_slug: str, seq: int, text: str, stored_at: flo
 
 async def room_event(slug: str, kind: str, data: dict[str, Any]) -> None:
     """Tell every process with subscribers in the room (moderation events)."""
-    await get_channel_layer().group_send(room_group(slug), {"type": kind, "room": slug, **data})
+    await group_send(get_channel_layer(), room_group(slug), {"type": kind, "room": slug, **data})
 
 
 async def typing_publish(*, room_slug: str, text: str, sender: str) -> None:

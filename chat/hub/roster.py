@@ -18,6 +18,7 @@ from .. import presence, protocol
 from ..presence import Member, PresenceStore
 from ..stats import stats
 from .events import EVENT_PRESENCE, room_group
+from .publisher import group_send
 from .stream import RoomStream
 from .tasks import TaskSet
 
@@ -176,7 +177,7 @@ class Roster:
         if stream is not None:
             self.schedule_sync(stream)
         try:
-            await self.layer.group_send(room_group(slug), {"type": EVENT_PRESENCE, "room": slug})
+            await group_send(self.layer, room_group(slug), {"type": EVENT_PRESENCE, "room": slug})
         except Exception:
             logger.warning("announcing presence in room %s failed", slug, exc_info=True)
 

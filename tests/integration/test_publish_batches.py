@@ -1,0 +1,105 @@
+"""Group sends batched while Redis is busy (chat/hub/publisher.py), on a real Redis."""
+
+import asyncio
+import socket
+
+import pytest
+from channels_redis.pubsub import RedisPubSubChannelLayer
+
+from chat.hub import publisher
+from chat.hub.events import EVENT_MESSAGE, room_group
+
+
+def pubsub_layer(url: str) -> RedisPubSubChannelLayer:
+    return RedisPubSubChannelLayer(hosts=[{"address": url, "socket_timeout": None}])
+
+
+async def test_the_installed_channels_redis_is_batched_and_the_others_are_not(redis_url):
+    """If an upgrade of channels_redis moved what the batching reads, this fails (no silent fallback)."""
+    layer = pubsub_layer(redis_url)
+    try:
+        assert publisher.batched(layer)
+    finally:
+        await layer.flush()
+
+    class OtherLayer:
+        async def group_send(self, group, message):
+            self.sent = (group, message)
+
+    other = OtherLayer()
+    assert not publisher.batched(other)
+    await publisher.group_send(other, "room.x", {"type": "x"})
+    assert other.sent == ("room.x", {"type": "x"})
+
+
+async def test_a_burst_goes_in_few_round_trips_and_arrives_whole_and_in_order(redis_url):
+    layer = pubsub_layer(redis_url)
+    try:
+        channel = await layer.new_channel()
+        await layer.group_add(room_group("burst"), channel)
+        count = 60
+        sends = [
+            publisher.group_send(layer, room_group("burst"), {"type": EVENT_MESSAGE, "seq": seq})
+            for seq in range(1, count + 1)
+        ]
+        await asyncio.wait_for(asyncio.gather(*sends), 10)
+        received = [(await asyncio.wait_for(layer.receive(channel), 5))["seq"] for _ in range(count)]
+        assert received == list(range(1, count + 1))
+
+        loop_layer = layer._get_layer()
+        shard = loop_layer._get_shard(loop_layer._get_group_channel_name(room_group("burst")))
+        sent_by = publisher.shard_publisher(shard)
+        assert sent_by.sent == count
+        # The first goes alone; the rest queue behind it and go together.
+        assert sent_by.round_trips <= 3, sent_by.round_trips
+        assert not sent_by.in_flight and not sent_by.queued
+
+        # A lone send afterwards goes at once, on its own.
+        await publisher.group_send(layer, room_group("burst"), {"type": EVENT_MESSAGE, "seq": count + 1})
+        assert (await asyncio.wait_for(layer.receive(channel), 5))["seq"] == count + 1
+        assert sent_by.round_trips <= 4 and sent_by.sent == count + 1
+    finally:
+        await layer.flush()
+
+
+async def test_when_redis_is_away_every_queued_send_fails_and_none_waits_forever():
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    layer = pubsub_layer(f"redis://127.0.0.1:{port}/0")
+    try:
+        sends = [publisher.group_send(layer, room_group("away"), {"type": "x", "n": n}) for n in range(20)]
+        results = await asyncio.wait_for(asyncio.gather(*sends, return_exceptions=True), 10)
+        assert len(results) == 20
+        assert all(isinstance(result, Exception) for result in results), results
+        loop_layer = layer._get_layer()
+        shard = loop_layer._get_shard(loop_layer._get_group_channel_name(room_group("away")))
+        sent_by = publisher.shard_publisher(shard)
+        assert not sent_by.in_flight and not sent_by.queued and sent_by.sent == 0
+    finally:
+        await layer.flush()
+
+
+@pytest.mark.parametrize("cancel_one", [False, True])
+async def test_a_send_cancelled_while_queued_does_not_stop_the_others(redis_url, cancel_one):
+    layer = pubsub_layer(redis_url)
+    try:
+        channel = await layer.new_channel()
+        await layer.group_add(room_group("cancel"), channel)
+        first = asyncio.ensure_future(
+            publisher.group_send(layer, room_group("cancel"), {"type": "x", "n": 1})
+        )
+        await asyncio.sleep(0)  # the first is in flight now
+        queued = [
+            asyncio.ensure_future(publisher.group_send(layer, room_group("cancel"), {"type": "x", "n": n}))
+            for n in range(2, 6)
+        ]
+        await asyncio.sleep(0)
+        if cancel_one:
+            queued[0].cancel()
+        await asyncio.wait_for(asyncio.gather(first, *queued, return_exceptions=True), 10)
+        received = [(await asyncio.wait_for(layer.receive(channel), 5))["n"] for _ in range(5)]
+        # A cancelled caller's message was already handed over: it still goes, in its place.
+        assert received == [1, 2, 3, 4, 5]
+    finally:
+        await layer.flush()
