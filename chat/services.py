@@ -20,6 +20,7 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from . import hub, protocol, removal, selectors
+from .group_commit import GroupCommit
 from .models import Message, Removal, Room
 
 # Refusals: what a caller did wrong, in the terms of rooms and messages. Each way in words them
@@ -302,6 +303,24 @@ def message_accept(**fields: Unpack[MessageFields]) -> Posted:
         for validator in message_validators():
             validator(fields["room"].slug, fields["author"], fields["body"])
     return message_store(**fields)
+
+
+def _accept(fields: MessageFields) -> Posted:
+    return message_accept(**fields)
+
+
+# Messages sent on sockets meanwhile are stored together (chat/group_commit.py).
+message_writes: GroupCommit[MessageFields, Posted] = GroupCommit(_accept)
+
+
+async def amessage_accept(**fields: Unpack[MessageFields]) -> Posted:
+    """``message_accept`` for the event loop: stored with the messages queued beside it.
+
+    While one write is in the database thread, the ones that arrive wait and go in the next,
+    each in a savepoint of one transaction committed once; it returns once the message's
+    transaction has committed, as ``message_accept`` does.
+    """
+    return await message_writes.submit(fields)
 
 
 @functools.cache

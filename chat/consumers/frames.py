@@ -153,7 +153,7 @@ async def on_message(socket: ChatSocket, frame: protocol.Frame) -> None:
         # Membership ended a moment ago; the hub is about to end the subscription too.
         raise protocol.ProtocolError(protocol.FORBIDDEN, f"{slug} is private: members only", **where)
     try:
-        posted = await database_sync_to_async(services.message_accept)(
+        posted = await services.amessage_accept(
             room=room,
             author=socket.identity.name,
             user_id=socket.identity.user_id,

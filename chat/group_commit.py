@@ -1,0 +1,117 @@
+"""Group commit: writes that arrive while the database is busy share one transaction.
+
+Each message a socket sends is stored before it is acknowledged. Stored one by one, every
+message costs a hop to the database thread and a commit of its own, and while one is being
+stored the next ones wait their turn anyway. ``GroupCommit`` lets them wait together: the
+first write goes to the database thread at once, alone; the writes that arrive meanwhile are
+stored together in the next hop, each in a savepoint of one transaction, committed once.
+
+- Nothing is acknowledged before its transaction commits: ``submit`` returns (or raises) only
+  then. A commit that fails fails every write of the batch.
+- One write that fails (a duplicate, a closed room, a validator) rolls back its own savepoint
+  and gets its own exception; the others in the batch are stored.
+- A caller cancelled while waiting does not cancel the batch: its write is stored (or not)
+  with the others, as a write already handed to the database thread always was.
+- A lone write costs what it did: no savepoint, no outer transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Generic, TypeVar
+from weakref import WeakKeyDictionary
+
+from channels.db import database_sync_to_async
+from django.db import transaction
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class _Queue(Generic[T, R]):
+    """One event loop's writes waiting for the batch in flight, and that batch."""
+
+    def __init__(self) -> None:
+        self.waiting: list[tuple[T, asyncio.Future[R]]] = []
+        self.in_flight: asyncio.Task[list[tuple[bool, object]]] | None = None
+
+
+class GroupCommit(Generic[T, R]):
+    """Runs ``store_one`` in the database thread, batching the calls that queue behind a batch."""
+
+    def __init__(self, store_one: Callable[[T], R]) -> None:
+        self.store_one = store_one
+        self._queues: WeakKeyDictionary[asyncio.AbstractEventLoop, _Queue[T, R]] = WeakKeyDictionary()
+        # Batches run and writes stored in them (tests and docs/benchmarks.md read them).
+        self.batches = 0
+        self.writes = 0
+
+    async def submit(self, item: T) -> R:
+        """Store ``item`` with ``store_one``; its result once the transaction has committed."""
+        loop = asyncio.get_running_loop()
+        queue = self._queues.get(loop)
+        if queue is None:
+            queue = self._queues[loop] = _Queue()
+        done: asyncio.Future[R] = loop.create_future()
+        queue.waiting.append((item, done))
+        if queue.in_flight is None:
+            self._start(queue)
+        return await done
+
+    def _start(self, queue: _Queue[T, R]) -> None:
+        batch, queue.waiting = queue.waiting, []
+        task = asyncio.get_running_loop().create_task(
+            database_sync_to_async(self._store_batch)([item for item, _ in batch])
+        )
+        queue.in_flight = task
+        task.add_done_callback(lambda finished: self._settle(queue, batch, finished))
+
+    def _settle(
+        self,
+        queue: _Queue[T, R],
+        batch: list[tuple[T, asyncio.Future[R]]],
+        finished: asyncio.Task[list[tuple[bool, object]]],
+    ) -> None:
+        queue.in_flight = None
+        if finished.cancelled():
+            failure: BaseException | None = ConnectionError("the database write was cancelled")
+        else:
+            failure = finished.exception()
+        if failure is not None:
+            for _, done in batch:
+                if not done.done():
+                    done.set_exception(failure)
+        else:
+            for (_, done), (ok, value) in zip(batch, finished.result(), strict=True):
+                if done.done():
+                    continue
+                if ok:
+                    done.set_result(value)  # type: ignore[arg-type]
+                else:
+                    assert isinstance(value, BaseException)
+                    done.set_exception(value)
+        if queue.waiting:
+            self._start(queue)
+
+    def _store_batch(self, items: list[T]) -> list[tuple[bool, object]]:
+        """In the database thread: every item, each in a savepoint of one transaction."""
+        self.batches += 1
+        self.writes += len(items)
+        if len(items) == 1:
+            return [self._store(items[0])]
+        with transaction.atomic():
+            return [self._store_in_savepoint(item) for item in items]
+
+    def _store(self, item: T) -> tuple[bool, object]:
+        try:
+            return True, self.store_one(item)
+        except Exception as error:
+            return False, error
+
+    def _store_in_savepoint(self, item: T) -> tuple[bool, object]:
+        try:
+            with transaction.atomic():
+                return True, self.store_one(item)
+        except Exception as error:
+            return False, error
