@@ -26,6 +26,7 @@ PACKAGES = (
     "channels-redis",
     "daphne",
     "uvicorn",
+    "granian",
     "python-socketio",
     "python-engineio",
     "redis",

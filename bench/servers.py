@@ -25,7 +25,7 @@ from .processes import RIPPLE_APP, ROOT, DaphneServer, RedisServer
 
 BASELINE_APP = "bench.baseline_asgi:application"
 SOCKETIO_APP = "bench.socketio_app:application"
-ASGI_SERVERS = ("daphne", "uvicorn")
+ASGI_SERVERS = ("daphne", "uvicorn", "granian")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 # Inherited variables that would change what is measured; every one the servers need is set here.
 SCRUBBED_PREFIXES = ("DJANGO_", "RIPPLE_", "DATABASE_URL", "REDIS_URL")
@@ -57,7 +57,7 @@ def add_process_arguments(parser: argparse.ArgumentParser) -> None:
         "--server",
         choices=ASGI_SERVERS,
         default="daphne",
-        help="the ASGI server of the workers (uvicorn: with its websockets protocol)",
+        help="the ASGI server of the workers (uvicorn: with its websockets protocol; granian: one worker process)",
     )
     parser.add_argument("--json", metavar="PATH", help="write the whole report here")
     parser.add_argument("--database-url", help="default: a fresh SQLite file, migrated by the tool")
@@ -152,6 +152,26 @@ class BenchDaphne(DaphneServer):
                 "--no-access-log",
                 app,
             ]
+        elif server == "granian":
+            # granian's process starts one worker process that serves: CPU and memory are read
+            # from that one (``pid``); signals still go to the process started here.
+            self.argv = [
+                sys.executable,
+                "-m",
+                "granian",
+                "--interface",
+                "asginl",  # ASGI without lifespan, as uvicorn's --lifespan off
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--workers",
+                "1",
+                "--no-access-log",
+                "--log-level",
+                "warning",
+                app,
+            ]
         elif server != "daphne":
             raise ValueError(f"unknown ASGI server {server!r}")
         self.argv = [*pinning.prefix(), *self.argv]
@@ -164,6 +184,28 @@ class BenchDaphne(DaphneServer):
             "PYTHONUNBUFFERED": "1",
         }
         self.app = app
+        self.server = server
+        self._serving_pid: int | None = None
+
+    @property
+    def pid(self) -> int:
+        """The process that serves the sockets: the one started, or granian's one worker."""
+        assert self.proc is not None
+        if self.server != "granian":
+            return self.proc.pid
+        if self._serving_pid is None:
+            children = child_pids(self.proc.pid)
+            if len(children) != 1:
+                raise RuntimeError(
+                    f"granian (pid {self.proc.pid}) has {len(children)} worker processes, not 1"
+                )
+            self._serving_pid = children[0]
+        return self._serving_pid
+
+    def signal(self, signum: int) -> None:
+        if self.alive():
+            assert self.proc is not None
+            os.kill(self.proc.pid, signum)
 
     def problems(self, limit: int = 5) -> dict[str, Any]:
         """Warnings, errors and tracebacks in the worker's log: counts, and the first few in full."""
@@ -200,10 +242,19 @@ class BenchRedis(RedisServer):
         self.argv = [*pinning.prefix(), *self.argv]
 
 
+def child_pids(pid: int) -> list[int]:
+    """The direct children of ``pid`` (Linux /proc)."""
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        text = (task / "children").read_text().split()
+        children.extend(int(child) for child in text)
+    return children
+
+
 def start_workers(
     count: int, *, env: dict[str, str], app: str, pinning: Pinning, server: str = "daphne"
 ) -> list[BenchDaphne]:
-    """Start ``count`` workers (daphne or uvicorn) at once and wait until each answers /healthz."""
+    """Start ``count`` workers (daphne, uvicorn or granian) at once and wait until each answers /healthz."""
     workers = [BenchDaphne(env, app=app, pinning=pinning, server=server) for _ in range(count)]
     try:
         with ThreadPoolExecutor(max_workers=count) as pool:

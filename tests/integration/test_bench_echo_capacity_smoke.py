@@ -50,6 +50,19 @@ def test_echo_scenario_times_every_message_and_its_ack(tmp_path, redis_url, live
     assert result["server_cpu_us_per_message"] > 0
 
 
+@pytest.mark.parametrize("server", ["uvicorn", "granian"])
+def test_echo_scenario_runs_ripple_on_the_other_asgi_servers(tmp_path, redis_url, live_database_url, server):
+    report = run_bench(
+        tmp_path, redis_url, live_database_url, "echo", "--count=20", "--warmup-count=2", f"--server={server}"
+    )
+    result = report["results"]
+    assert result["server"] == server
+    assert result["messages_measured"] == 20
+    assert result["timeouts"] == result["failures"] == 0
+    # The CPU is read from the process that serves (granian's worker, not its supervisor).
+    assert result["server_cpu_us_per_message"] > 0
+
+
 def test_echo_scenario_with_target_all_measures_ripple_and_both_peers(tmp_path, redis_url, live_database_url):
     report = run_bench(
         tmp_path, redis_url, live_database_url, "echo", "--target=all", "--count=10", "--warmup-count=2"
