@@ -57,7 +57,7 @@ def add_process_arguments(parser: argparse.ArgumentParser) -> None:
         "--server",
         choices=ASGI_SERVERS,
         default="daphne",
-        help="the ASGI server of the workers (uvicorn: with its websockets protocol; granian: one worker process)",
+        help="the ASGI server of the workers (uvicorn: its websockets protocol; granian: one worker)",
     )
     parser.add_argument("--json", metavar="PATH", help="write the whole report here")
     parser.add_argument("--database-url", help="default: a fresh SQLite file, migrated by the tool")
