@@ -29,7 +29,7 @@ from ..models import Room
 from ..session_watch import SessionWatch
 from ..stats import stats
 from ..throttle import Throttle
-from .dispatch import NO_CHANNEL_LAYER, dispatch_without_db_hop
+from .dispatch import NO_CHANNEL_LAYER, dispatch_without_db_hop, serve_without_layer
 from .frames import HANDLERS
 
 logger = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         # True while the frame being handled is the server's own (SERVER_FRAME).
         self.from_server = False
         try:
-            await super().__call__(scope, receive, send)
+            await serve_without_layer(self, scope, receive, send)
         finally:
             # A consumer that crashed (or was cancelled by the server) never got its
             # disconnect(): give back its caps, rooms and presence all the same.

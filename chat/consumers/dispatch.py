@@ -1,10 +1,10 @@
-"""What the chat and echo consumers share: no channel layer, and dispatch without a thread hop."""
+"""What the chat and echo consumers share: no channel layer, one receive loop, no thread hop."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from channels.consumer import get_handler_name
+from channels.consumer import AsyncConsumer, get_handler_name
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 
@@ -29,3 +29,23 @@ async def dispatch_without_db_hop(consumer: AsyncWebsocketConsumer, message: dic
     if handler is None:
         raise ValueError(f"no handler for message type {message['type']}")
     await handler(message)
+
+
+async def serve_without_layer(
+    consumer: AsyncConsumer, scope: dict[str, Any], receive: Any, send: Any
+) -> None:
+    """``AsyncConsumer.__call__`` for a consumer with no channel layer: one plain receive loop.
+
+    Channels waits on the client and the channel layer at once: a new task for every frame,
+    an ``asyncio.wait`` around it, and the last finished task kept alive between frames. With
+    no layer there is one source, so the frames are awaited in turn, the way a plain ASGI
+    application reads them.
+    """
+    consumer.scope = scope
+    consumer.channel_layer = None
+    consumer.base_send = send
+    try:
+        while True:
+            await consumer.dispatch(await receive())
+    except StopConsumer:
+        pass

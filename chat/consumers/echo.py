@@ -6,13 +6,16 @@ from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from .dispatch import NO_CHANNEL_LAYER, dispatch_without_db_hop
+from .dispatch import NO_CHANNEL_LAYER, dispatch_without_db_hop, serve_without_layer
 
 
 class EchoConsumer(AsyncWebsocketConsumer):
     """The classic Node ``ws`` tutorial server: greets, then echoes with a suffix."""
 
     channel_layer_alias = NO_CHANNEL_LAYER
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await serve_without_layer(self, scope, receive, send)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         await dispatch_without_db_hop(self, message)

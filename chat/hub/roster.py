@@ -166,8 +166,8 @@ class Roster:
                     exc_info=True,
                 )
                 continue
-            for slug in step:
-                await self._announce(slug)
+            # At once: the publisher (chat/hub/publisher.py) sends them in one pipeline.
+            await asyncio.gather(*(self._announce(slug) for slug in step))
             await asyncio.sleep(0)  # messages waiting on this loop go first
         await self._close_if_idle()
 

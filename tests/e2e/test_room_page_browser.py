@@ -51,9 +51,14 @@ def seed(slug: str, count: int, *, title: str = "") -> None:
             room=room, author=authors[i % len(authors)], user_id=None, body=body, client_id=f"seed-{i}"
         )
     now = timezone.now()
+    # Today's messages must all fall on today's date: in the first minutes after midnight the
+    # run's last ``count`` minutes began yesterday (an extra day separator), so they end just
+    # after ``count`` minutes past midnight instead.
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    latest = max(now, midnight + datetime.timedelta(minutes=count + 1))
     for i, message in enumerate(Message.objects.filter(room=room).order_by("seq")):
         days = 2 if i < 4 else 1 if i < 10 else 0
-        sent_at = now - datetime.timedelta(days=days, minutes=count - i)
+        sent_at = latest - datetime.timedelta(days=days, minutes=count - i)
         Message.objects.filter(pk=message.pk).update(sent_at=sent_at)
 
 

@@ -443,3 +443,19 @@ async def test_a_subscriber_that_attaches_mid_burst_gets_every_message_once(ws_c
             seqs.append((await reader.recv_type("message"))["seq"])
         assert seqs == list(range(1, 41))
         assert await reader.nothing_more(0.2)
+
+
+async def test_an_open_socket_waits_on_its_client_in_the_consumer_itself_not_in_a_task_per_frame(ws_client):
+    """No channel layer, one source of frames: no receive task per frame (consumers/dispatch.py)."""
+    async with ws_client() as client:
+        for n in range(3):
+            await client.send({"type": "ping", "t": n})
+            assert (await client.recv())["type"] == "pong"
+        running = sorted(task.get_coro().__qualname__ for task in no_tasks_but_current())
+        # The application itself and the hub's three; Channels' loop added a guarded_receive.
+        assert running == [
+            "HeartbeatMonitor._sweep",
+            "Janitor.run",
+            "ProtocolTypeRouter.__call__",
+            "RoomHub._read",
+        ]

@@ -13,7 +13,14 @@ from twisted.internet.asyncioreactor import AsyncioSelectorReactor
 from twisted.internet.protocol import Protocol
 from websockets.frames import Frame, Opcode
 
-from chat.daphne_guard import frame_header, write_now
+from chat.daphne_guard import (
+    CLOSE_HANDSHAKE_TIMEOUT_S,
+    GuardedWebSocketFactory,
+    GuardedWebSocketProtocol,
+    frame_header,
+    pformat_when_debugging,
+    write_now,
+)
 from chat.limits import transport_backlog_bytes
 
 
@@ -79,3 +86,36 @@ def test_a_write_to_a_peer_that_is_gone_is_left_for_twisted_to_report(connected)
     write_now(transport, b"x" * 100_000)  # must not raise
     assert transport_backlog_bytes(transport) == 100_000
     assert transport.doWrite() is not None  # Twisted's own write finds the lost connection
+
+
+def test_a_connection_reads_the_factory_options_from_its_class_and_keeps_none_of_its_own():
+    factory = GuardedWebSocketFactory(None, server="ripple-test")
+    # What daphne's Server.run() sets after building the factory.
+    factory.setProtocolOptions(
+        maxMessagePayloadSize=4 * 1024 * 1024, maxFramePayloadSize=65536, allowNullOrigin=True
+    )
+    protocol = factory.buildProtocol(("127.0.0.1", 1))
+    assert isinstance(protocol, GuardedWebSocketProtocol)
+    assert protocol.maxMessagePayloadSize == 4 * 1024 * 1024 and protocol.maxFramePayloadSize == 65536
+    assert protocol.closeHandshakeTimeout == CLOSE_HANDSHAKE_TIMEOUT_S and protocol.allowNullOrigin is True
+    # A function option stays a plain function (not bound to the connection).
+    assert protocol.perMessageCompressionAccept([]) is None
+    # autobahn copies an option onto the connection only when it is missing there.
+    assert all(hasattr(protocol, name) for name in protocol.CONFIG_ATTRS)
+    assert not set(vars(protocol)) & set(protocol.CONFIG_ATTRS)
+    # Options set later reach connections built afterwards.
+    factory.setProtocolOptions(maxFramePayloadSize=1024)
+    assert factory.buildProtocol(("127.0.0.1", 2)).maxFramePayloadSize == 1024
+
+
+def test_autobahn_formats_its_options_only_when_its_debug_lines_are_logged():
+    import txaio
+
+    assert txaio.get_global_log_level() not in ("debug", "trace")
+    assert pformat_when_debugging([("a", 1)] * 29) == "(not formatted: debug logging is off)"
+    previous = txaio.get_global_log_level()
+    txaio.set_global_log_level("debug")
+    try:
+        assert pformat_when_debugging([("a", 1)]) == "[('a', 1)]"
+    finally:
+        txaio.set_global_log_level(previous)
