@@ -23,7 +23,7 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 # What the batching reads of channels_redis.pubsub: the per-loop layer's, and a shard's.
-LOOP_LAYER_NEEDS = ("_get_group_channel_name", "_get_shard", "channel_layer")
+LOOP_LAYER_NEEDS = ("_get_group_channel_name", "_get_shard", "_shards")
 SHARD_NEEDS = ("_lock", "_ensure_redis")
 
 
