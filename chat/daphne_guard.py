@@ -164,6 +164,24 @@ def frame_header(opcode: int, length: int) -> bytes:
     return struct.pack("!BBQ", first, 127, length)
 
 
+# The last message framed, by identity: the fan-out writes one text object to every subscriber
+# of a room in turn, so it is encoded and framed once, not once per subscriber. Holding the
+# object keeps its identity from being reused.
+_last_framed: tuple[str | bytes, bool, bytes, int] | None = None
+
+
+def framed(content: str | bytes, binary: bool) -> tuple[bytes, int]:
+    """``content`` as one server frame, and its payload's length (the same object: framed once)."""
+    global _last_framed
+    last = _last_framed
+    if last is not None and last[0] is content and last[1] == binary:
+        return last[2], last[3]
+    payload = content if isinstance(content, bytes) else content.encode()
+    frame = frame_header(2 if binary else 1, len(payload)) + payload
+    _last_framed = (content, binary, frame, len(payload))
+    return frame, len(payload)
+
+
 def write_now(transport: Any, data: bytes) -> None:
     """Write ``data`` to a plain TCP transport's socket now if nothing is queued before it.
 
@@ -228,20 +246,20 @@ class GuardedWebSocketProtocol(WebSocketProtocol):
 
     def serverSend(self, content: str | bytes, binary: bool = False) -> None:
         """Send one message; the common case framed here and written at once (``write_now``)."""
-        payload = content if isinstance(content, bytes) else content.encode()
+        frame, payload_length = framed(content, binary)
         if (
             self.state != self.STATE_OPEN
             or self._perMessageCompress is not None
             or self.send_queue
             or self.autoFragmentSize
-            or 0 < self.maxMessagePayloadSize < len(payload)
+            or 0 < self.maxMessagePayloadSize < payload_length
             or self.logFrames
             or self.logOctets
             or self.trackedTimings
         ):
             super().serverSend(content, binary)  # autobahn's path: it raises or handles these
             return
-        write_now(self.transport, frame_header(2 if binary else 1, len(payload)) + payload)
+        write_now(self.transport, frame)
 
     def handle_reply(self, message: dict[str, Any]) -> None:
         if message.get("type") == "websocket.close" and self.state == self.STATE_CONNECTING:

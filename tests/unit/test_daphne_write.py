@@ -18,6 +18,7 @@ from chat.daphne_guard import (
     GuardedWebSocketFactory,
     GuardedWebSocketProtocol,
     frame_header,
+    framed,
     pformat_when_debugging,
     write_now,
 )
@@ -119,3 +120,17 @@ def test_autobahn_formats_its_options_only_when_its_debug_lines_are_logged():
         assert pformat_when_debugging([("a", 1)]) == "[('a', 1)]"
     finally:
         txaio.set_global_log_level(previous)
+
+
+def test_one_text_object_is_encoded_and_framed_once_for_all_its_recipients():
+    text = "".join(['{"type":"message",', '"body":"é"}'])  # built at run time, not interned
+    frame, length = framed(text, False)
+    assert frame == frame_header(1, len(text.encode())) + text.encode() and length == len(text.encode())
+    # The fan-out hands every subscriber the same object: the same frame, not a new one.
+    assert framed(text, False)[0] is frame
+    # An equal text in another object, or the same bytes as binary, is framed anew and right.
+    other = "".join(['{"type":"message",', '"body":"é"}'])
+    assert other is not text and framed(other, False) == (frame, length)
+    data = text.encode()
+    assert framed(data, True)[0] == frame_header(2, len(data)) + data
+    assert framed(data, False)[0] == frame_header(1, len(data)) + data
