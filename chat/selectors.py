@@ -18,6 +18,9 @@ class History:
     messages: list[dict[str, Any]]
     last_seq: int
     complete: bool
+    # ``messages`` holds every stored message with ``after < seq <= last_seq`` (the room's hub
+    # keeps them as the start of its ring: chat/hub/stream.py).
+    after: int = 0
 
 
 def message_payloads(messages: QuerySet[Message] | list[Message], room_slug: str) -> list[dict[str, Any]]:
@@ -76,13 +79,19 @@ def message_history(
         if kept < len(messages):
             messages = messages[len(messages) - kept :]
             complete = complete and since is None
-    return History(messages=messages, last_seq=last_seq, complete=complete)
+            low = messages[0]["seq"] - 1 if messages else last_seq
+    return History(messages=messages, last_seq=last_seq, complete=complete, after=low)
 
 
 def message_range(*, room_id: int, room_slug: str, after: int, upto: int) -> list[tuple[int, str]]:
     """Encoded ``message`` frames with ``after < seq <= upto``, oldest first."""
     rows = Message.objects.filter(room_id=room_id, seq__gt=after, seq__lte=upto).order_by("seq")
     return [(payload["seq"], protocol.dumps(payload)) for payload in message_payloads(rows, room_slug)]
+
+
+def room_row(*, room_id: int) -> Room | None:
+    """The room's row as stored now (None once deleted)."""
+    return Room.objects.filter(pk=room_id).first()
 
 
 def room_last_seqs(*, room_ids: list[int]) -> dict[int, int]:

@@ -86,6 +86,8 @@ def revoke_on_membership_removed(sender: Any, instance: Any, **kwargs: Any) -> N
 
 
 @receiver(post_save)
-def revoke_on_room_made_private(sender: Any, instance: Any, created: bool, **kwargs: Any) -> None:
-    if _label(sender) == ROOM and instance.private and not created:
+def tell_room_saved(sender: Any, instance: Any, created: bool, **kwargs: Any) -> None:
+    """A saved room (made private or public, closed or edited in the admin): every hub re-checks
+    its subscribers and reads the row again (the hub keeps it for subscribes: chat/hub/core.py)."""
+    if _label(sender) == ROOM and not created:
         transaction.on_commit(lambda: _tell_access_changed(instance.slug), using=kwargs.get("using"))

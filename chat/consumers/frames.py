@@ -80,8 +80,9 @@ async def on_subscribe(socket: ChatSocket, frame: protocol.Frame) -> None:
             **where,
         )
     try:
-        # One query for a room that exists; only creating one is limited (docs/security.md).
-        room = await database_sync_to_async(selectors.room_find)(slug=slug)
+        # No query for a room live here (its hub keeps the row), else one for a room that
+        # exists. Only creating one is limited (docs/security.md).
+        room = await socket.hub.find_room(slug)
         if room is None:
             if not services.room_creation_allowed(user=socket.scope.get("user")):
                 raise protocol.ProtocolError(

@@ -25,6 +25,7 @@ from django.conf import settings
 
 from .. import drain, protocol, selectors
 from ..logs import log_event
+from ..models import Room
 from ..presence import Member, PresenceStore
 from ..stats import stats
 from . import events, moderation
@@ -140,18 +141,35 @@ class RoomHub:
                     raise RuntimeError(f"joining room {slug} failed") from stream.join_error
             await self.roster.arrive(slug, member)
             arrived = True
-            history = await database_sync_to_async(selectors.message_history)(
-                room_id=room_id,
-                room_slug=slug,
-                since=since,
-                history_size=settings.RIPPLE_HISTORY_SIZE,
-                resume_limit=settings.RIPPLE_RESUME_LIMIT,
-                max_bytes=settings.RIPPLE_MAX_HISTORY_BYTES,
-            )
+            limits = {
+                "history_size": settings.RIPPLE_HISTORY_SIZE,
+                "resume_limit": settings.RIPPLE_RESUME_LIMIT,
+                "max_bytes": settings.RIPPLE_MAX_HISTORY_BYTES,
+            }
+            # A room live here usually has its history in the ring: no database read. (A look
+            # without the lock: it is taken again below, where the answer counts.)
+            history = None
+            version = stream.recent_version
+            if stream.history(since, **limits) is None:
+                history = await database_sync_to_async(selectors.message_history)(
+                    room_id=room_id, room_slug=slug, since=since, **limits
+                )
             async with stream.lock:
                 assert stream.delivered is not None
-                start = history.last_seq
-                behind = await stream.delivered_after(start)
+                remembered = stream.history(since, **limits) if history is None else None
+                if history is None and remembered is None:
+                    # The ring moved on meanwhile (or was emptied): read the database after all.
+                    version = stream.recent_version
+                    history = await database_sync_to_async(selectors.message_history)(
+                        room_id=room_id, room_slug=slug, since=since, **limits
+                    )
+                if history is not None:
+                    start = history.last_seq
+                    behind = await stream.delivered_after(start)
+                    stream.seed_recent(history, version)
+                else:
+                    assert remembered is not None
+                    start, behind = stream.delivered, []
                 # The newcomer gets the list this process's subscribers have, itself added; the
                 # next batched sync (other arrivals in this batch window included) goes to all
                 # of them alike, as a difference.
@@ -162,14 +180,26 @@ class RoomHub:
                     stream.members = await self.presence.members(slug) | {member}
                 stream.subscribers[consumer] = Subscription(max(start, stream.delivered), member)
                 arrived = False  # the subscription owns the arrival now; detach undoes it
-                subscribed = protocol.subscribed(
-                    room=slug,
-                    messages=history.messages,
-                    last_seq=start,
-                    complete=history.complete,
-                    members=stream.members_json(including=member),
-                    ref=ref,
-                )
+                members = stream.members_json(including=member)
+                if history is not None:
+                    subscribed = protocol.subscribed(
+                        room=slug,
+                        messages=history.messages,
+                        last_seq=start,
+                        complete=history.complete,
+                        members=members,
+                        ref=ref,
+                    )
+                else:
+                    assert remembered is not None
+                    subscribed = protocol.subscribed(
+                        room=slug,
+                        message_texts=remembered[0],
+                        last_seq=start,
+                        complete=remembered[1],
+                        members=members,
+                        ref=ref,
+                    )
                 await stream.send_subscribed(consumer, subscribed, behind)
         finally:
             stream.attaching -= 1
@@ -185,6 +215,24 @@ class RoomHub:
         if subscription is not None:
             await self.roster.depart(slug, subscription.member)
         await self._maybe_leave(stream)
+
+    async def find_room(self, slug: str) -> Room | None:
+        """The room's row (None: no such room), for a subscribe.
+
+        A room live here keeps the row it read after joining the group, until a moderation event
+        or the access re-check lets it go (``RoomStream.forget_row``): no database read then.
+        Its ``last_seq`` is not kept up to date.
+        """
+        stream = self.rooms.get(slug)
+        if stream is None or stream.delivered is None:
+            return await database_sync_to_async(selectors.room_find)(slug=slug)
+        if stream.row is not None:
+            return stream.row
+        version = stream.row_version
+        row = await database_sync_to_async(selectors.room_find)(slug=slug)
+        if row is not None:
+            stream.keep_row(row, version)
+        return row
 
     async def offer(self, slug: str, seq: int, text: str, stored_at: float | None = None) -> None:
         """Take one message frame from the channel layer (or this process) for delivery."""
@@ -248,9 +296,14 @@ class RoomHub:
             async with self._membership:
                 assert self.channel is not None
                 await self.layer.group_add(events.room_group(stream.slug), self.channel)
-            last_seqs = await database_sync_to_async(selectors.room_last_seqs)(room_ids=[stream.room_id])
+            # Read after joining the group: a moderation event from here on reaches the stream
+            # (forget_row), so the row kept for later subscribes is never older than the last one.
+            version = stream.row_version
+            row = await database_sync_to_async(selectors.room_row)(room_id=stream.room_id)
+            if row is not None:
+                stream.keep_row(row, version)
             async with stream.lock:
-                stream.delivered = last_seqs.get(stream.room_id, 0)
+                stream.delivered = stream.recent_from = row.last_seq if row is not None else 0
                 await stream.release_ready()
         except BaseException as error:
             stream.join_error = error
@@ -346,6 +399,8 @@ class RoomHub:
         elif kind == events.EVENT_END_SESSION:
             await moderation.end_session(self.connections, event["session"])
         elif kind == events.EVENT_REOPENED:
+            if (reopened := self.rooms.get(event["room"])) is not None:
+                reopened.forget_row()
             await self.watchers.reopened(event["room"])
         elif kind == events.EVENT_REMOVE_MEMBERS:
             await remove_members(self.connections, set(event["keys"]))
@@ -353,6 +408,8 @@ class RoomHub:
             await self._dispatch_room(stream, kind, event)
 
     async def _dispatch_room(self, stream: RoomStream, kind: str | None, event: dict[str, Any]) -> None:
+        if kind in events.ROW_EVENTS:
+            stream.forget_row()
         if kind == events.EVENT_PRESENCE:
             self.roster.schedule_sync(stream)
         elif kind == events.EVENT_DELETED:

@@ -28,6 +28,8 @@ EVENT_ROOM_DELETED = "room.removed"
 # Someone is typing (chat/consumers/frames.py): the frame, encoded once, to the room's other
 # subscribers on every process. Never stored, no seq.
 EVENT_TYPING = "room.typing"
+# The room events after which a hub reads the room's row again (RoomStream.forget_row).
+ROW_EVENTS = frozenset({EVENT_CLOSED, EVENT_ACCESS, EVENT_ROOM_DELETED})
 # Process-wide control events, sent to every hub through CONTROL_GROUP.
 CONTROL_GROUP = "ripple.control"
 EVENT_DISCONNECT_USER = "control.disconnect_user"

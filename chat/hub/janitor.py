@@ -137,8 +137,11 @@ class Janitor:
         Model signals (chat/signals.py) end subscriptions at once when a membership or a room
         changes through the ORM; a change no signal sees (``QuerySet.update``, raw SQL, another
         client of the database) is caught here within ``RIPPLE_ACCESS_RECHECK_S``. One query for
-        every room with subscribers here, then one per private room.
+        every room with subscribers here, then one per private room. The room rows the hub
+        keeps for subscribes are let go too, so the next subscribe reads each row again.
         """
+        for stream in self.hub.rooms.values():
+            stream.forget_row()
         streams = [stream for stream in self.hub.rooms.values() if stream.subscribers]
         if not streams:
             return

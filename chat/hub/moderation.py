@@ -18,7 +18,7 @@ Ended = list[tuple[Subscriber, Subscription]]
 async def delete_messages(stream: RoomStream, seqs: list[int]) -> None:
     async with stream.lock:
         # The ring may hold their bodies; late attaches read the database instead.
-        stream.recent.clear()
+        stream.forget_recent()
         await stream.send_all(protocol.deleted(room=stream.slug, seqs=seqs), "deleted")
 
 
@@ -39,7 +39,7 @@ async def remove_room(stream: RoomStream) -> Ended:
         ended = list(stream.subscribers.items())
         stream.subscribers.clear()
         # Frames of the deleted room must not reach a new room of the same name.
-        stream.recent.clear()
+        stream.forget_recent()
         stream.pending.clear()
     return ended
 

@@ -18,7 +18,9 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 
 from .. import protocol, selectors
+from ..models import Room
 from ..presence import Member
+from ..selectors import History
 from ..stats import stats
 from .subscriber import Subscriber
 from .tasks import TaskSet
@@ -82,6 +84,16 @@ class RoomStream:
         self.pending: dict[int, str] = {}
         # The last RECENT_FRAMES delivered (seq, frame text) pairs, oldest first.
         self.recent: deque[tuple[int, str]] = deque(maxlen=RECENT_FRAMES)
+        # ``recent`` holds every stored message above this seq (up to ``delivered``): a history
+        # that starts at or above it is served from memory (``history``).
+        self.recent_from = 0
+        # The room's row as read after the group was joined, while no moderation event has
+        # changed it since (``forget_row``): a subscribe to a room live here reads no database.
+        self.row: Room | None = None
+        # Bumped by every ``forget_row``: a read that was under way meanwhile is not kept.
+        self.row_version = 0
+        # Bumped by every ``forget_recent``: a history read meanwhile does not seed the ring.
+        self.recent_version = 0
         self.lock = asyncio.Lock()
         self.joined = asyncio.Event()
         self.join_error: BaseException | None = None
@@ -96,6 +108,66 @@ class RoomStream:
         if cached is None or cached[0] is not self.members:
             cached = self._members_json = (self.members, [m.as_json() for m in sorted(self.members)])
         return cached[1] if including in self.members else [*cached[1], including.as_json()]
+
+    def keep_row(self, row: Room, version: int) -> None:
+        """Keep ``row`` for later subscribes, unless it was forgotten since it was read."""
+        if version == self.row_version and self.live and row.pk == self.room_id:
+            self.row = row
+
+    def forget_row(self) -> None:
+        """A moderation event changed the room (closed, reopened, access, deleted)."""
+        self.row = None
+        self.row_version += 1
+
+    def forget_recent(self) -> None:
+        """Empty the ring (deleted messages, a deleted room): histories read the database."""
+        self.recent.clear()
+        self.recent_from = self.delivered or 0
+        self.recent_version += 1
+
+    def seed_recent(self, history: History, version: int) -> None:
+        """Start an empty ring with the history just read, when it ends where delivery stands
+        and no ``forget_recent`` came after ``version`` (taken before the read). Lock held.
+
+        The next subscribers of the room get their history from memory.
+        """
+        if self.recent or history.last_seq != self.delivered or version != self.recent_version:
+            return
+        self.recent.extend((payload["seq"], protocol.dumps(payload)) for payload in history.messages)
+        self.recent_from = history.after
+
+    def history(
+        self, since: int | None, *, history_size: int, resume_limit: int, max_bytes: int | None
+    ) -> tuple[list[str], bool] | None:
+        """A newcomer's history from the ring, as ``selectors.message_history`` would read it up
+        to ``delivered``: (encoded ``message`` frames, complete), or None when the ring does not
+        reach back far enough (the database is read instead). Lock held.
+        """
+        delivered = self.delivered
+        assert delivered is not None
+        complete = True
+        if since is None:
+            low = max(0, delivered - history_size)
+        elif since > delivered:
+            return None  # the client saw messages not delivered here yet: the database knows
+        elif delivered - since > resume_limit:
+            low, complete = delivered - resume_limit, False
+        else:
+            low = since
+        if low < self.recent_from:
+            return None
+        texts = [text for seq, text in self.recent if seq > low]
+        if max_bytes is not None:
+            kept, total = 0, 0
+            for text in reversed(texts):
+                total += (len(text) if text.isascii() else len(text.encode())) + 1
+                if total > max_bytes:
+                    break
+                kept += 1
+            if kept < len(texts):
+                texts = texts[len(texts) - kept :]
+                complete = complete and since is None
+        return texts, complete
 
     def recent_after(self, seq: int) -> list[tuple[int, str]] | None:
         """Delivered frames above ``seq``, or None when the ring no longer reaches back that far."""
@@ -167,6 +239,8 @@ class RoomStream:
     async def deliver(self, seq: int, text: str) -> None:
         """Hand message ``seq`` to every subscriber that attached before it. Lock held."""
         self.delivered = seq
+        if len(self.recent) == RECENT_FRAMES:
+            self.recent_from = self.recent[0][0]  # about to leave the ring
         self.recent.append((seq, text))
         # The generator's list() is taken now: a subscriber attaching meanwhile is not sent it.
         due = (subscriber for subscriber, sub in list(self.subscribers.items()) if seq > sub.mark)

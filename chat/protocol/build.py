@@ -118,23 +118,21 @@ def ping(t_ms: int) -> str:
 def subscribed(
     *,
     room: str,
-    messages: list[dict[str, Any]],
+    messages: list[dict[str, Any]] | None = None,
     last_seq: int,
     complete: bool,
     members: list[dict[str, str]],
     ref: str | int | None,
+    message_texts: list[str] | None = None,
 ) -> str:
-    return dumps(
-        {
-            "type": SUBSCRIBED,
-            "room": room,
-            "messages": messages,
-            "last_seq": last_seq,
-            "complete": complete,
-            "members": members,
-            "ref": ref,
-        }
-    )
+    """The ``subscribed`` frame, its history given as ``messages`` (dicts) or as
+    ``message_texts``: ``message`` frames already encoded (the hub's ring), spliced in as they
+    are. Either way the text is the same, byte for byte."""
+    head = {"type": SUBSCRIBED, "room": room}
+    tail = {"last_seq": last_seq, "complete": complete, "members": members, "ref": ref}
+    if message_texts is None:
+        return dumps({**head, "messages": messages or [], **tail})
+    return f'{dumps(head)[:-1]},"messages":[{",".join(message_texts)}],{dumps(tail)[1:]}'
 
 
 def deleted(*, room: str, seqs: list[int]) -> str:

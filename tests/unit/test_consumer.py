@@ -393,7 +393,7 @@ async def test_frames_are_compact_json(ws_client):
 async def test_a_failed_subscribe_is_a_server_error_and_leaves_no_task(ws_client, monkeypatch):
     from chat import selectors
 
-    real = selectors.room_last_seqs
+    real = selectors.room_row
 
     def fail(**kwargs):
         from django.db import OperationalError
@@ -408,14 +408,14 @@ async def test_a_failed_subscribe_is_a_server_error_and_leaves_no_task(ws_client
         # A connected socket: the heartbeat sweeper and the hub's reader and janitor.
         running = ripple_tasks()
         assert running == ["ripple-heartbeat", "ripple-hub-janitor", "ripple-hub-reader"]
-        monkeypatch.setattr(selectors, "room_last_seqs", fail)
+        monkeypatch.setattr(selectors, "room_row", fail)
         await client.send({"type": "subscribe", "room": "flaky", "ref": "s1"})
         error = await client.recv()
         assert (error["code"], error["room"], error["ref"]) == ("server_error", "flaky", "s1")
         assert hub.get_hub().rooms == {}
         # Nothing started for the room is left running, and the hub still serves the socket.
         assert ripple_tasks() == running
-        monkeypatch.setattr(selectors, "room_last_seqs", real)
+        monkeypatch.setattr(selectors, "room_row", real)
         subscribed = await client.subscribe("flaky")
         assert subscribed["last_seq"] == 0
         await client.post("flaky", "works now", "f1")
