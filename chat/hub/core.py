@@ -411,7 +411,8 @@ class RoomHub:
         if kind in events.ROW_EVENTS:
             stream.forget_row()
         if kind == events.EVENT_PRESENCE:
-            self.roster.schedule_sync(stream)
+            if not self.roster.announced_here(event):
+                self.roster.schedule_sync(stream)
         elif kind == events.EVENT_DELETED:
             await moderation.delete_messages(stream, event["seqs"])
         elif kind == events.EVENT_TYPING:

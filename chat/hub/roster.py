@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections import Counter
 from typing import Any
 
@@ -58,6 +59,8 @@ class Roster:
         self.layer = layer
         # This process's entry name in the store.
         self.process_id = process_id
+        # Marks this roster's presence announcements (one per event loop, so not process_id).
+        self.origin = uuid.uuid4().hex[:12]
         self._tasks = tasks
         # How many local sockets each member has in each room; entries leave the store a grace
         # period after their count hits 0.
@@ -167,24 +170,42 @@ class Roster:
                 )
                 continue
             # At once: the publisher (chat/hub/publisher.py) sends them in one pipeline.
-            await asyncio.gather(*(self._announce(slug) for slug in step))
+            await asyncio.gather(*(self._announce(slug, by_room[slug], adding) for slug in step))
             await asyncio.sleep(0)  # messages waiting on this loop go first
         await self._close_if_idle()
 
-    async def _announce(self, slug: str) -> None:
-        """Tell every process (this one too) that the room's presence changed."""
+    async def _announce(self, slug: str, keys: list[tuple[str, Member]], adding: bool) -> None:
+        """Tell every other process that the room's presence changed, and this one what changed.
+
+        Arrivals written here are added to the room's members as they are: no read of the store
+        (a connect storm read every room back once per batch). A departure is read back, since
+        the member may still be in the room through another process.
+        """
         stream = self.rooms.get(slug)
         if stream is not None:
-            self.schedule_sync(stream)
+            if adding:
+                stream.arrived.update(member for _, member in keys)
+            self.schedule_sync(stream, read=not adding)
         try:
-            await group_send(self.layer, room_group(slug), {"type": EVENT_PRESENCE, "room": slug})
+            await group_send(
+                self.layer, room_group(slug), {"type": EVENT_PRESENCE, "room": slug, "origin": self.origin}
+            )
         except Exception:
             logger.warning("announcing presence in room %s failed", slug, exc_info=True)
 
+    def announced_here(self, event: dict[str, Any]) -> bool:
+        """Whether a presence event is this roster's own, already applied by ``_announce``."""
+        return event.get("origin") == self.origin
+
     # Telling subscribers.
 
-    def schedule_sync(self, stream: RoomStream) -> None:
-        """Re-read the room's members soon; changes within the batch window go out together."""
+    def schedule_sync(self, stream: RoomStream, *, read: bool = True) -> None:
+        """Send the room's presence changes soon; changes within the batch window go out together.
+
+        ``read``: the members must be read from the store (otherwise the sync adds the arrivals
+        written here to what the stream knows).
+        """
+        stream.read_due = stream.read_due or read
         if stream.presence_timer is None:
             loop = asyncio.get_running_loop()
             stream.presence_timer = loop.call_later(
@@ -208,7 +229,14 @@ class Roster:
 
         Called with ``stream.lock`` held, so no ``presence`` frame overtakes a ``subscribed``.
         """
-        current = await self.store.members(stream.slug)
+        # Taken first: arrivals announced during the read wait for the next sync.
+        arrived, read, stream.arrived, stream.read_due = stream.arrived, stream.read_due, set(), False
+        try:
+            current = await self.store.members(stream.slug) if read else stream.members | arrived
+        except BaseException:
+            stream.arrived |= arrived  # for the next sync (the refresh's, at the latest)
+            stream.read_due = True
+            raise
         joins, leaves = current - stream.members, stream.members - current
         stream.members = current
         # Only while the stream is live: a read that lands after the room's last subscriber
@@ -233,6 +261,7 @@ class Roster:
             await self.store.refresh(self.process_id, entries[start : start + REFRESH_ENTRIES_PER_STEP])
         for stream in list(self.rooms.values()):
             if stream.delivered is not None:
+                stream.read_due = True  # members whose process died leave here
                 await self.sync_locked(stream)
 
     # The store's lifetime.

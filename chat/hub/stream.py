@@ -78,6 +78,11 @@ class RoomStream:
         # ``members`` as sent in a ``subscribed`` frame, built once per change of the set.
         self._members_json: tuple[set[Member], list[dict[str, str]]] | None = None
         self.presence_timer: asyncio.TimerHandle | None = None
+        # What the next presence sync starts from: members this process wrote into the store
+        # since the last one (added as they are), and whether the store must be read (another
+        # process announced a change, or a member left here: it may still be in elsewhere).
+        self.arrived: set[Member] = set()
+        self.read_due = False
         # Newest seq handed to subscribers here; None until the group is joined.
         self.delivered: int | None = None
         # Frames that arrived ahead of a hole, by seq.

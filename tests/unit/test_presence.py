@@ -248,3 +248,49 @@ async def test_the_periodic_refresh_writes_many_entries_in_steps(settings):
     await roster.refresh()
     assert [len(step) for step in store.refreshes] == [REFRESH_ENTRIES_PER_STEP] * 2 + [100]
     assert sorted(key for step in store.refreshes for key in step) == sorted(members)
+
+
+async def test_arrivals_here_are_pushed_without_reading_the_store_back(ws_client, settings, monkeypatch):
+    settings.RIPPLE_PRESENCE_GRACE_S = 0.05
+    from chat.hub import get_hub
+    from chat.hub.events import EVENT_PRESENCE
+    from chat.hub.publisher import group_send
+
+    keys = [await guest_session(name) for name in ("Ann", "Bob", "Cy")]
+    async with ws_client(session_cookie=keys[0]) as ann:
+        await ann.subscribe("quiet")
+        store = get_hub().presence
+        reads: list[str] = []
+        real_members = store.members
+
+        async def counted(room: str):
+            reads.append(room)
+            return await real_members(room)
+
+        monkeypatch.setattr(store, "members", counted)
+        async with ws_client(session_cookie=keys[1]) as bob, ws_client(session_cookie=keys[2]) as cy:
+            assert names((await bob.subscribe("quiet"))["members"]) == ["Ann", "Bob"]
+            await cy.subscribe("quiet")
+            joined: list[str] = []
+            while len(joined) < 2:
+                pushed = await ann.recv_presence()
+                assert pushed["leaves"] == []
+                joined += names(pushed["joins"])
+            assert sorted(joined) == ["Bob", "Cy"]
+            assert reads == []  # written here, added as they are
+            await bob.communicator.disconnect()
+            left = await ann.recv_presence(timeout=3)
+            assert (left["joins"], names(left["leaves"])) == ([], ["Bob"])
+            assert reads == ["quiet"]  # a departure is read back: Bob may be in elsewhere
+            # Another process's announcement is read too.
+            await store.add("another-process", [("quiet", Member(name="Zed", id="g-zed"))])
+            hub = get_hub()
+            await group_send(
+                hub.layer,
+                room_group("quiet"),
+                {"type": EVENT_PRESENCE, "room": "quiet", "origin": "elsewhere"},
+            )
+            other = await ann.recv_presence(timeout=3)
+            assert (names(other["joins"]), other["leaves"]) == (["Zed"], [])
+            assert reads == ["quiet", "quiet"]
+            await store.remove("another-process", [("quiet", Member(name="Zed", id="g-zed"))])
