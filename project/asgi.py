@@ -17,6 +17,7 @@ from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
+from chat import gc_policy  # noqa: E402
 from chat.routing import (  # noqa: E402
     http_frame_urlpatterns,
     http_stream_urlpatterns,
@@ -40,3 +41,6 @@ application = ProtocolTypeRouter(
         "websocket": URLRouter(websocket_urlpatterns),
     }
 )
+
+# Everything loaded so far stays for the life of the process: out of the collector's sight.
+gc_policy.apply(settings.RIPPLE_GC_THRESHOLDS)
