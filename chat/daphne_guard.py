@@ -35,10 +35,12 @@ from __future__ import annotations
 import pprint
 import re
 import struct
+import time
 from http import HTTPStatus
 from typing import Any
 
 import autobahn.websocket.protocol as autobahn_protocol
+import daphne.cli
 import daphne.server
 import txaio
 from autobahn.twisted.websocket import ConnectionDeny
@@ -52,6 +54,8 @@ from twisted.web.http import HTTPChannel, _GenericHTTPChannelProtocol
 
 from project.serving import MAX_WEBSOCKET_INCOMING_MESSAGE_BYTES
 
+from .daphne_pings import PingAnswering
+from .daphne_server import GuardedServer
 from .limits import transport_backlog_bytes
 from .logs import log_event
 from .protocol import CLOSE_TOO_SLOW
@@ -209,8 +213,12 @@ def write_now(transport: Any, data: bytes) -> None:
     transport.write(data)
 
 
-class GuardedWebSocketProtocol(WebSocketProtocol):
-    """daphne's WebSocket protocol with bounded pongs, a small incoming limit and reasoned refusals."""
+class GuardedWebSocketProtocol(WebSocketProtocol, PingAnswering):
+    """daphne's WebSocket protocol with bounded pongs, a small incoming limit and reasoned refusals.
+
+    Its consumer's plain pings are answered here (chat/daphne_pings.py), and it gets no protocol
+    pings from daphne while the consumer's heartbeat watches it.
+    """
 
     # Pings in a row not answered because the backlog was over the limit.
     unanswered_pings = 0
@@ -228,6 +236,18 @@ class GuardedWebSocketProtocol(WebSocketProtocol):
                 MAX_WEBSOCKET_INCOMING_MESSAGE_BYTES,
                 f"incoming message of {total} bytes over {MAX_WEBSOCKET_INCOMING_MESSAGE_BYTES}",
             )
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        if isBinary or self.muted or not self.answered_at_transport(payload):
+            super().onMessage(payload, isBinary)
+
+    def check_timeouts(self) -> None:
+        socket = self.pings_answered_for
+        if socket is not None and socket.state is self.open_state:
+            # The heartbeat pings this socket when it is quiet and closes it when it is silent
+            # (4408, sooner than daphne's ping timeout): daphne's pings would only double it.
+            self.last_ping = time.time()
+        super().check_timeouts()
 
     def onPing(self, payload: bytes) -> None:
         if self.state != self.STATE_OPEN:
@@ -350,5 +370,6 @@ def pformat_when_debugging(value: Any, *args: Any, **kwargs: Any) -> str:
 def install() -> None:
     """Make daphne's ``Server.run()`` build the guarded factories (call before it runs)."""
     autobahn_protocol.pformat = pformat_when_debugging  # type: ignore[assignment]
+    daphne.cli.CommandLineInterface.server_class = GuardedServer  # type: ignore[misc]
     daphne.server.HTTPFactory = GuardedHTTPFactory  # type: ignore[misc]
     daphne.server.WebSocketFactory = GuardedWebSocketFactory  # type: ignore[misc]

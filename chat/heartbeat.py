@@ -21,6 +21,11 @@ from django.conf import settings
 
 logger = logging.getLogger(__name__)
 
+# Scope key: where the server offers to answer a watched socket's plain pings itself
+# (``offer(socket, open_state)``; chat/daphne_pings.py under daphne, absent elsewhere). The
+# socket's ``last_seen`` still moves with every ping, so the sweep below sees no difference.
+TRANSPORT_PINGS = "ripple.transport_pings"
+
 
 class Watched(Protocol):
     """What the sweeper needs from a connection."""

@@ -176,6 +176,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if self.session_watch is not None:
             await self.session_watch.start()
         self.monitor.register(self)
+        # daphne answers this socket's plain pings at its transport from here on, moving
+        # last_seen and taking throttle tokens as receive() does (chat/daphne_pings.py).
+        offer = self.scope.get(heartbeat.TRANSPORT_PINGS)
+        if offer is not None:
+            offer(self, State.OPEN)
 
     async def welcome(self) -> None:
         """Count the socket as connected and tell the client who it is and the limits it meets."""
