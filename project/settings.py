@@ -291,7 +291,7 @@ RIPPLE_DASHBOARD_EXPIRY_S = env_float("RIPPLE_DASHBOARD_EXPIRY_S", 5.0)
 RIPPLE_DASHBOARD_REPORT_S = env_float("RIPPLE_DASHBOARD_REPORT_S", 1.0)
 # The collector's thresholds once startup objects are frozen (chat/gc_policy.py); "default":
 # Python's own (700,10,10).
-RIPPLE_GC_THRESHOLDS = env_list("RIPPLE_GC_THRESHOLDS", "20000,20,20")
+RIPPLE_GC_THRESHOLDS = env_list("RIPPLE_GC_THRESHOLDS", "1000,10,1000")
 
 # Hostile input (docs/security.md). Rates are tokens per second, bursts the bucket size.
 RIPPLE_RATE_MESSAGES_PER_S = env_float("RIPPLE_RATE_MESSAGES_PER_S", 5.0)

@@ -46,7 +46,7 @@ def worker_gc(env: dict[str, str]) -> tuple[tuple[int, int, int], int]:
 
 def test_the_asgi_application_freezes_its_startup_and_sets_the_thresholds():
     thresholds, frozen = worker_gc({})
-    assert thresholds == (20000, 20, 20)
+    assert thresholds == (1000, 10, 1000)
     # Django, Channels and the app's modules: tens of thousands of objects out of every pass.
     assert frozen > 20_000
     thresholds, frozen = worker_gc({"RIPPLE_GC_THRESHOLDS": "default"})
