@@ -23,6 +23,29 @@ def test_sequence_numbers_count_up_per_room(db):
     assert Room.objects.get(slug="first").last_seq == 3
 
 
+def test_a_stored_message_is_the_row_as_the_orm_reads_it(db, django_user_model):
+    room = Room.objects.create(slug="rowcheck")
+    user = django_user_model.objects.create_user("ann")
+    posted = services.message_store(
+        room=room, author="ann", user_id=user.pk, body="héllo ☃", client_id="r1", author_key=f"u{user.pk}"
+    )
+    mine = posted.message
+    assert mine.pk is not None and not mine._state.adding
+    row = Message.objects.get(pk=mine.pk)
+    fields = [field.attname for field in Message._meta.concrete_fields]
+    assert [getattr(row, name) for name in fields] == [getattr(mine, name) for name in fields]
+    assert (row.room_id, row.seq, row.user_id, row.body, row.system, row.deleted_at) == (
+        room.pk,
+        1,
+        user.pk,
+        "héllo ☃",
+        False,
+        None,
+    )
+    system = services.message_post(room=room, author="ops", body="notice", client_id="r2", system=True)
+    assert Message.objects.get(pk=system.message.pk).system is True
+
+
 def test_same_client_id_is_stored_once(room):
     first = store(room, client_id="same")
     again = store(room, client_id="same", body="different text")
