@@ -1,0 +1,175 @@
+"""When daphne's transport answers a ping itself (chat/daphne_pings.py), and the queue that says
+whether the consumer is between frames (chat/daphne_server.py ``ApplicationQueue``)."""
+
+import asyncio
+import time
+
+import pytest
+
+from chat import protocol
+from chat.daphne_pings import PingAnswering
+from chat.daphne_server import ApplicationQueue
+from chat.stats import stats
+from chat.throttle import Throttle
+
+OPEN, CLOSING = "open", "closing"
+
+
+class Socket:
+    """The consumer as the transport sees it."""
+
+    def __init__(self) -> None:
+        self.state = OPEN
+        self.last_seen = 0.0
+        self.throttle = Throttle(member_id="m1", creator_key="", client_host=None, now=time.monotonic())
+
+
+class Transport:
+    """Just what ``transport_backlog_bytes`` reads of a Twisted TCP transport."""
+
+    def __init__(self) -> None:
+        self.dataBuffer = b""
+        self.offset = 0
+        self._tempDataLen = 0
+
+
+class Protocol(PingAnswering):
+    """A daphne protocol's share of the state, recording what it sends."""
+
+    STATE_OPEN = 3
+
+    def __init__(self) -> None:
+        self.state = self.STATE_OPEN
+        self.transport = Transport()
+        self.application_queue = ApplicationQueue()
+        self.last_ping = 0.0
+        self.sent: list[str | bytes] = []
+
+    def serverSend(self, content: str | bytes, binary: bool = False) -> None:
+        self.sent.append(content)
+
+
+@pytest.fixture
+async def waiting():
+    """A protocol whose consumer (``Socket``) waits for its next frame, as when idle."""
+    proto, socket = Protocol(), Socket()
+    proto.answer_pings_for(socket, OPEN)
+    reader = asyncio.ensure_future(proto.application_queue.get())
+    await asyncio.sleep(0)  # the reader now waits
+    assert proto.application_queue.idle()
+    yield proto, socket
+    reader.cancel()
+
+
+async def test_a_plain_ping_is_answered_with_the_consumers_pong_and_counts_as_the_consumers(waiting):
+    proto, socket = waiting
+    tokens = socket.throttle.frames.tokens
+    frames_in, frames_out = stats.frames_in["ping"], stats.frames_out["pong"]
+    before = time.monotonic()
+    assert proto.answered_at_transport(b'{"type":"ping","t":1733368800123,"ref":"a"}')
+    assert proto.sent == [protocol.pong(1733368800123, "a")]
+    assert socket.last_seen >= before and proto.last_ping > 0
+    assert socket.throttle.frames.tokens == pytest.approx(tokens - 1, abs=0.01)
+    assert (stats.frames_in["ping"], stats.frames_out["pong"]) == (frames_in + 1, frames_out + 1)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"type":"pingx","t":1}',  # another type
+        b'{"type":"ping","t":true}',  # refused by the parser: the consumer says why
+        b'{"type":"ping","t":1,"ref":' + b'"x' * 100 + b'"}',  # over PLAIN_PING_MAX_BYTES
+        b'{"type":"ping","t":"\xff"}',  # not UTF-8 (autobahn refuses it before, all the same)
+        b'{"type":"message","room":"a","body":"ping","client_id":"c"}',
+        b' {"type":"ping","t":1}',
+    ],
+)
+async def test_anything_but_a_plain_ping_goes_to_the_consumer(waiting, payload):
+    proto, socket = waiting
+    assert not proto.answered_at_transport(payload)
+    assert proto.sent == [] and socket.last_seen == 0.0
+
+
+async def test_a_ping_goes_to_the_consumer_while_it_is_busy_or_not_open_or_the_transport_is_backed_up(
+    waiting,
+):
+    proto, socket = waiting
+    ping = b'{"type":"ping","t":1}'
+    # A frame queued before it (the consumer has not read it yet).
+    proto.application_queue.put_nowait({"type": "websocket.receive", "text": "{}"})
+    assert not proto.answered_at_transport(ping)
+    await asyncio.sleep(0)
+    # The consumer took it and is handling it: nobody waits on the queue.
+    assert proto.application_queue.empty() and not proto.application_queue.idle()
+    assert not proto.answered_at_transport(ping)
+    # Waiting again.
+    reader = asyncio.ensure_future(proto.application_queue.get())
+    await asyncio.sleep(0)
+    try:
+        socket.state = CLOSING
+        assert not proto.answered_at_transport(ping)
+        socket.state = OPEN
+        proto.state = 4  # autobahn's CLOSING: a close was sent
+        assert not proto.answered_at_transport(ping)
+        proto.state = proto.STATE_OPEN
+        proto.transport.dataBuffer = b"x"  # unsent bytes: the admission guard must see the send
+        assert not proto.answered_at_transport(ping)
+        proto.transport.dataBuffer = b""
+        assert proto.answered_at_transport(ping)
+    finally:
+        reader.cancel()
+    assert len(proto.sent) == 1
+
+
+async def test_a_ping_over_the_rate_limit_goes_to_the_consumer_and_takes_no_token(waiting):
+    proto, socket = waiting
+    ping = b'{"type":"ping","t":1}'
+    answered = 0
+    while proto.answered_at_transport(ping):
+        answered += 1
+    # The burst was answered; the next one is the consumer's to refuse (rate_limited, a strike).
+    assert answered >= 1
+    tokens = socket.throttle.frames.tokens
+    assert not proto.answered_at_transport(ping)
+    assert socket.throttle.frames.tokens == pytest.approx(tokens, abs=0.01)
+    assert socket.throttle.check(protocol.PING, time.monotonic()) > 0.0
+
+
+async def test_without_a_consumer_every_frame_goes_to_the_application():
+    proto = Protocol()
+    assert not proto.answered_at_transport(b'{"type":"ping","t":1}')
+
+
+# The queue.
+
+
+async def test_the_queue_gives_items_in_order_to_a_reader_that_waits_or_not():
+    queue = ApplicationQueue()
+    queue.put_nowait(1)
+    queue.put_nowait(2)
+    assert [await queue.get(), await queue.get()] == [1, 2]
+    reader = asyncio.ensure_future(queue.get())
+    await asyncio.sleep(0)
+    assert queue.idle()
+    queue.put_nowait(3)
+    assert not queue.idle()
+    assert await asyncio.wait_for(reader, 1) == 3
+    read = []
+    for i in range(1000):  # well past the compaction threshold, read a third as it goes
+        queue.put_nowait(i)
+        if i % 3 == 0:
+            read.append(await queue.get())
+    assert queue.qsize() == 1000 - 334
+    read += [await queue.get() for _ in range(queue.qsize())]
+    assert read == list(range(1000)) and queue.empty()
+
+
+async def test_a_cancelled_reader_loses_nothing_and_the_next_reader_gets_it():
+    queue = ApplicationQueue()
+    first = asyncio.ensure_future(queue.get())
+    second = asyncio.ensure_future(queue.get())
+    await asyncio.sleep(0)
+    queue.put_nowait("a")  # wakes the first reader...
+    first.cancel()  # ...which is cancelled before it runs
+    assert await asyncio.wait_for(second, 1) == "a"
+    assert first.cancelled() and queue.empty() and not queue.idle()
