@@ -173,3 +173,20 @@ async def test_a_cancelled_reader_loses_nothing_and_the_next_reader_gets_it():
     first.cancel()  # ...which is cancelled before it runs
     assert await asyncio.wait_for(second, 1) == "a"
     assert first.cancelled() and queue.empty() and not queue.idle()
+
+
+def test_autobahn_highlights_values_only_when_its_debug_lines_are_logged():
+    import txaio
+    from autobahn.util import hlval
+
+    from chat.daphne_guard import when_debugging
+
+    highlighted = when_debugging(hlval)
+    assert txaio.get_global_log_level() not in ("debug", "trace")
+    assert highlighted(12345) == ""
+    previous = txaio.get_global_log_level()
+    txaio.set_global_log_level("debug")
+    try:
+        assert highlighted(12345) == hlval(12345)
+    finally:
+        txaio.set_global_log_level(previous)
