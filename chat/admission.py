@@ -59,6 +59,9 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 # Scope key: the connection id the guard gave this connection (the consumer reuses it).
 CONNECTION_ID = "ripple.connection_id"
+# Scope key: ``send_text(text) -> bool``, writing one text frame without a coroutine, when the
+# server allows it (daphne; see ``_guard_outbound``). False: nothing was done, await ``send``.
+SEND_TEXT = "ripple.send_text"
 # How long a stream whose peer stopped reading keeps its TCP connection after the last event.
 TOO_SLOW_GRACE_S = 1.0
 # HTTP status of each refusal; 403 for a handshake lets nginx try the next worker
@@ -179,6 +182,9 @@ class Admission:
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         state = _State()
         guarded_send = self._guard_outbound(scope, send, state, websocket=True)
+        send_text = getattr(guarded_send, "send_text", None)
+        if send_text is not None:
+            scope[SEND_TEXT] = send_text
         max_chars = self.policy.max_frame_chars
         if isinstance(max_chars, str):
             max_chars = int(getattr(settings, max_chars))
@@ -261,6 +267,25 @@ class Admission:
         policy = self.policy
         largest = 0
 
+        def send_text(text: str) -> bool:
+            """One text frame written now, under the same limit as ``guarded_send``: True when it
+            was written (or dropped, the connection being closed); False when ``guarded_send``
+            must decide (the peer is not open, or the backlog is past the limit)."""
+            nonlocal largest
+            if state.closed:
+                return True
+            if peer.state != open_state:
+                return False
+            backlog = gauge()
+            if backlog <= limit:
+                largest = 0
+            elif backlog > limit + largest:
+                return False
+            if len(text) > largest:
+                largest = len(text)
+            write_text(text, False)
+            return True
+
         async def guarded_send(message: dict[str, Any]) -> None:
             nonlocal largest
             if state.closed:
@@ -291,7 +316,20 @@ class Admission:
                     largest = size
             await send(message)
 
+        # Under daphne, a text frame can be handed to the socket's protocol directly: the fan-out
+        # writes one frame to every subscriber of a room, and each trip through ``send`` (this
+        # coroutine, daphne's ``handle_reply`` coroutine and its checks) cost more than the
+        # write itself (docs/benchmarks.md). Anything else still goes through ``send``.
+        peer = limits.send_protocol(send)
+        write_text: Callable[[str, bool], None] = getattr(peer, "serverSend", None) or _no_write
+        open_state = getattr(peer, "STATE_OPEN", None)
+        if websocket and gauge is not None and write_text is not _no_write and open_state is not None:
+            guarded_send.send_text = send_text  # type: ignore[attr-defined]
         return guarded_send
+
+
+def _no_write(text: str, binary: bool) -> None:
+    raise AssertionError("send_text is only offered where the protocol writes")
 
 
 async def _http_refusal(send: Send, status: int, reason: str) -> None:

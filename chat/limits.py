@@ -148,15 +148,21 @@ def outbound_gauge(send: Any) -> Any:
     does not expose it (uvicorn, the in-process test communicator): uvicorn applies back
     pressure itself, its ``send`` waits while the peer is not reading.
     """
-    args = getattr(send, "args", ())
-    protocol: Any = args[0] if args else None
-    if getattr(protocol, "transport", None) is None:
+    protocol = send_protocol(send)
+    if protocol is None:
         return None
 
     def buffered() -> int:
         return transport_backlog_bytes(protocol.transport)
 
     return buffered
+
+
+def send_protocol(send: Any) -> Any:
+    """The daphne protocol (Twisted) behind ``send``, or None for any other server."""
+    args = getattr(send, "args", ())
+    protocol: Any = args[0] if args else None
+    return protocol if getattr(protocol, "transport", None) is not None else None
 
 
 def transport_backlog_bytes(transport: Any) -> int:

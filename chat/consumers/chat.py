@@ -14,6 +14,7 @@ import logging
 import math
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -22,7 +23,7 @@ from channels.sessions import InstanceSessionWrapper
 from django.conf import settings
 
 from .. import heartbeat, hub, limits, protocol, removal
-from ..admission import CONNECTION_ID
+from ..admission import CONNECTION_ID, SEND_TEXT
 from ..identity import Identity, identity_from_scope, session_expiry, session_tag
 from ..logs import log_event
 from ..models import Room
@@ -77,6 +78,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
     connect_event: dict[str, Any] | None = None
     throttle: Throttle
     session_watch: SessionWatch | None
+    # Writes one text frame now (True), or None / False: await ``send`` (chat/admission.py).
+    send_text: Callable[[str], bool] | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         # Channels' session middleware wraps ``send`` to save a modified session on HTTP
@@ -85,6 +88,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         wrapper = getattr(send, "__self__", None)
         if isinstance(wrapper, InstanceSessionWrapper):
             send = wrapper.real_send
+        # Under daphne, text frames are written without a coroutine each (chat/admission.py).
+        self.send_text = scope.get(SEND_TEXT)
         self.state, self.held = State.CONNECTING, Held.NOTHING
         # True while the frame being handled is the server's own (SERVER_FRAME).
         self.from_server = False
@@ -265,7 +270,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def send_frame(self, frame_type: str, text: str) -> None:
         stats.frame_out(frame_type)
-        await self.send(text_data=text)
+        if self.send_text is None or not self.send_text(text):
+            await self.send(text_data=text)
 
     async def send_error(self, error: protocol.ProtocolError) -> None:
         stats.error(error.code)

@@ -43,7 +43,9 @@ async def fan_out(subscribers: Iterable[Subscriber], text: str) -> int:
     for subscriber in subscribers:
         tried += 1
         try:
-            await subscriber.base_send(event)
+            send_text = getattr(subscriber, "send_text", None)
+            if send_text is None or not send_text(text):
+                await subscriber.base_send(event)
         except Exception:
             logger.debug("send to a closing socket failed", exc_info=True)
     return tried
@@ -196,9 +198,10 @@ class RoomStream:
         self, subscriber: Subscriber, subscribed: str, behind: list[tuple[int, str]]
     ) -> None:
         """A newcomer's ``subscribed`` frame, then what was delivered while its history was read."""
-        await subscriber.base_send({"type": "websocket.send", "text": subscribed})
-        for _, text in behind:
-            await subscriber.base_send({"type": "websocket.send", "text": text})
+        for text in (subscribed, *(text for _, text in behind)):
+            send_text = getattr(subscriber, "send_text", None)
+            if send_text is None or not send_text(text):
+                await subscriber.base_send({"type": "websocket.send", "text": text})
         stats.frame_out(protocol.SUBSCRIBED)
         stats.frame_out(protocol.MESSAGE, len(behind))
 

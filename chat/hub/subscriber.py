@@ -7,6 +7,7 @@ implementation; the hub never reaches for anything not named here.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from ..identity import Identity
@@ -23,6 +24,10 @@ class Subscriber(Protocol):
     identity: Identity
     # The session the socket was opened with ("" without one): a logout ends its sockets.
     session_tag: str
+
+    # Writes one text frame at once and says True, or says False (then ``base_send`` it); None
+    # where the server offers no such path (chat/admission.py ``SEND_TEXT``).
+    send_text: Callable[[str], bool] | None
 
     async def base_send(self, message: dict[str, Any], /) -> None:
         """Write one ASGI ``websocket.send`` as it is: the frame text is encoded once for all."""
