@@ -121,7 +121,9 @@ class GuardedServer(daphne.server.Server):
     def create_application(self, protocol: Any, scope: dict[str, Any]) -> ApplicationQueue | None:
         """daphne's, with an ``ApplicationQueue`` and the socket's ping answering in its scope."""
         details = self.connections.get(protocol)
-        assert details is not None and "application_instance" not in details
+        if details is None:  # gone already, as daphne checks
+            return None
+        assert "application_instance" not in details
         queue = ApplicationQueue()
         scope.setdefault("asgi", {"version": "3.0"})
         if isinstance(protocol, PingAnswering):
