@@ -29,7 +29,8 @@ before, so the outbound backlog the guard reads is the same.
 Idle sockets, for memory: once a socket is open, the upgrade request its HTTP channel would
 keep for the socket's life, what autobahn kept of the handshake and daphne's fired deferred are
 let go, and autobahn's send queue is a list: about 3.5 KiB a socket (6.5 with the queue of
-chat/daphne_server.py; worker RSS per idle socket at 10,000 went from ~32 to ~25 KiB). Its client's plain pings are answered here (chat/daphne_pings.py).
+chat/daphne_server.py; worker RSS per idle socket at 10,000 went from ~32 to ~25 KiB). Its
+client's plain pings are answered here (chat/daphne_pings.py).
 
 ``install()`` makes daphne's command line build ``GuardedServer`` (chat/daphne_server.py) and
 ``Server.run()`` these factories: project/asgi.py calls it when daphne is the server, which
