@@ -9,6 +9,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from chat import dashboard, hub
+from chat.hub.events import EVENT_PRESENCE, room_group
+from chat.hub.publisher import group_send
 from chat.metrics import OTHER_ROOMS, RippleCollector
 from chat.models import Room, RoomMembership
 from chat.stats import ProcessStats
@@ -164,8 +166,12 @@ async def test_a_room_whose_last_subscriber_left_is_not_exported_again(async_cli
                 returned.set()
 
         monkeypatch.setattr(store, "members", slow_members)
-        # Bob's arrival makes the hub re-read the room's members, and that read hangs.
         await bob.subscribe("brief")
+        # Another process announces a change: the hub re-reads the room's members (its own
+        # arrivals it adds without a read), and that read hangs.
+        await group_send(
+            local.layer, room_group("brief"), {"type": EVENT_PRESENCE, "room": "brief", "origin": "elsewhere"}
+        )
         async with asyncio.timeout(5):
             await entered.wait()
         for client in (ann, bob):
