@@ -294,3 +294,29 @@ async def test_arrivals_here_are_pushed_without_reading_the_store_back(ws_client
             assert (names(other["joins"]), other["leaves"]) == (["Zed"], [])
             assert reads == ["quiet", "quiet"]
             await store.remove("another-process", [("quiet", Member(name="Zed", id="g-zed"))])
+
+
+async def test_a_member_who_leaves_comes_back_and_leaves_again_is_written_gone_once_at_the_later_time(
+    settings,
+):
+    settings.RIPPLE_PRESENCE_GRACE_S = 0.05
+    store, layer = CountingStore(), AnnouncedRooms()
+    roster = BatchedRoster(store, layer)
+    ann, bob = Member(name="Ann", id="g1"), Member(name="Bob", id="g2")
+    await roster.arrive("r", ann)
+    await roster.arrive("r", bob)
+    await wait_for(lambda: store.adds)
+    await settled(roster._tasks)
+    loop = asyncio.get_running_loop()
+    await roster.depart("r", ann)
+    await roster.arrive("r", ann)  # back within the grace: its first departure is void
+    settings.RIPPLE_PRESENCE_GRACE_S = 0.3
+    left_at = loop.time()
+    await roster.depart("r", ann)
+    settings.RIPPLE_PRESENCE_GRACE_S = 0.1
+    await roster.depart("r", bob)
+    await wait_for(lambda: len(store.removes) == 2, timeout_s=3)
+    await settled(roster._tasks)
+    assert store.removes == [[("r", bob)], [("r", ann)]]
+    assert loop.time() - left_at >= 0.3
+    assert roster._departing == {} and roster._departures == []
