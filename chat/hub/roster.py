@@ -275,10 +275,19 @@ class Roster:
         entries = sorted([*self._local, *self._departing], key=lambda key: key[0])
         for start in range(0, len(entries), REFRESH_ENTRIES_PER_STEP):
             await self.store.refresh(self.process_id, entries[start : start + REFRESH_ENTRIES_PER_STEP])
+        # Read back the rooms where someone is in through another process: that process may
+        # have died, and its entries expired meanwhile. A room whose every member is this
+        # process's own has nothing to learn (another process's arrival is announced), and at
+        # 10,000 idle sockets in 1,000 rooms a read of each was half the refresh's cost.
+        local = self._local
         for stream in list(self.rooms.values()):
-            if stream.delivered is not None:
-                stream.read_due = True  # members whose process died leave here
-                await self.sync_locked(stream)
+            if stream.delivered is None:
+                continue
+            slug = stream.slug
+            if all((slug, member) in local for member in stream.members):
+                continue
+            stream.read_due = True
+            await self.sync_locked(stream)
 
     # The store's lifetime.
 

@@ -320,3 +320,41 @@ async def test_a_member_who_leaves_comes_back_and_leaves_again_is_written_gone_o
     assert store.removes == [[("r", bob)], [("r", ann)]]
     assert loop.time() - left_at >= 0.3
     assert roster._departing == {} and roster._departures == []
+
+
+async def test_the_refresh_reads_back_only_rooms_with_members_from_another_process(ws_client, monkeypatch):
+    from chat.hub import get_hub
+    from chat.hub.events import EVENT_PRESENCE
+    from chat.hub.publisher import group_send
+
+    ann_key = await guest_session("Ann")
+    zed = Member(name="Zed", id="g-zed")
+    async with ws_client(session_cookie=ann_key) as ann:
+        await ann.subscribe("solo")
+        await ann.subscribe("mixed")
+        hub = get_hub()
+        store = hub.presence
+        # Zed is in "mixed" through another process, which announced it.
+        await store.add("another-process", [("mixed", zed)])
+        await group_send(
+            hub.layer, room_group("mixed"), {"type": EVENT_PRESENCE, "room": "mixed", "origin": "x"}
+        )
+        joined = await ann.recv_presence(timeout=3)
+        assert (joined["room"], names(joined["joins"])) == ("mixed", ["Zed"])
+
+        reads: list[str] = []
+        real_members = store.members
+
+        async def counted(room: str):
+            reads.append(room)
+            return await real_members(room)
+
+        monkeypatch.setattr(store, "members", counted)
+        await hub.roster.refresh()
+        assert reads == ["mixed"]  # "solo" holds only this process's members
+        # The other process died: its entry is gone (expired), and the next refresh tells Ann.
+        await store.remove("another-process", [("mixed", zed)])
+        await hub.roster.refresh()
+        left = await ann.recv_presence(timeout=3)
+        assert (left["room"], left["joins"], names(left["leaves"])) == ("mixed", [], ["Zed"])
+        assert reads == ["mixed", "mixed"]
