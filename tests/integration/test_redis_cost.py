@@ -114,11 +114,18 @@ async def test_redis_commands_per_message_do_not_grow_with_subscribers(daphne, r
             assert window.get(name, 0) <= (4 if name == "ping" else 2) * len(workers), (name, window)
     steady_small = {name: calls for name, calls in small.items() if name not in receive_loop}
     steady_large = {name: calls for name, calls in large.items() if name not in receive_loop}
+    total_large = sum(steady_large.values())
+    if layer == "core":
+        # The clean-up script puts a message left in the backup queue back with a ZADD, counted
+        # as one (commandstats counts a script's commands by name): at most one per process per
+        # window, beside the sends' own ZADDs.
+        extra = {name: steady_large.pop(name, 0) - steady_small.pop(name, 0) for name in ("zadd",)}
+        assert abs(extra["zadd"]) <= len(workers), (small, large)
     assert steady_large == steady_small
     # Measured here: pub/sub 1 PUBLISH; core about 25 commands (its group bookkeeping). The
     # timed loops above are bounded on their own: a health-check PING that falls inside a slow
     # window is not a cost of the message.
-    assert sum(steady_large.values()) <= (1 if layer == "pubsub" else 30), large
+    assert total_large <= (1 if layer == "pubsub" else 30), large
     if layer == "pubsub":
         assert steady_large.get("publish", 0) == 1, large
 
