@@ -40,6 +40,35 @@ def message_payloads(messages: QuerySet[Message] | list[Message], room_slug: str
     ]
 
 
+def history_window(
+    *, last_seq: int, since: int | None, history_size: int, resume_limit: int
+) -> tuple[int, bool]:
+    """(the seq a history starts after, whether it is complete) for a subscribe up to ``last_seq``:
+    the last ``history_size`` messages, or those after ``since`` up to ``resume_limit`` of them."""
+    if since is None:
+        return max(0, last_seq - history_size), True
+    if since > last_seq:
+        # The client remembers a history this server does not have (a reset database).
+        return max(0, last_seq - history_size), False
+    if last_seq - since > resume_limit:
+        return last_seq - resume_limit, False
+    return since, True
+
+
+def newest_that_fit(sizes: list[int], max_bytes: int | None) -> int:
+    """How many of the last of ``sizes`` (encoded bytes, each sent with a separator) fit in
+    ``max_bytes``; all of them when there is no limit."""
+    if max_bytes is None:
+        return len(sizes)
+    kept, total = 0, 0
+    for size in reversed(sizes):
+        total += size + 1
+        if total > max_bytes:
+            break
+        kept += 1
+    return kept
+
+
 def message_history(
     *,
     room_id: int,
@@ -55,27 +84,15 @@ def message_history(
     is incomplete, as one cut by ``resume_limit`` is.
     """
     last_seq = Room.objects.filter(pk=room_id).values_list("last_seq", flat=True).get()
-    complete = True
-    if since is None:
-        low = max(0, last_seq - history_size)
-    elif since > last_seq:
-        # The client remembers a history this server does not have (a reset database).
-        low, complete = max(0, last_seq - history_size), False
-    elif last_seq - since > resume_limit:
-        low, complete = last_seq - resume_limit, False
-    else:
-        low = since
+    low, complete = history_window(
+        last_seq=last_seq, since=since, history_size=history_size, resume_limit=resume_limit
+    )
     # Bounded by last_seq: messages commit in seq order, so everything up to it is visible and
     # nothing newer slips in between the two reads.
     rows = Message.objects.filter(room_id=room_id, seq__gt=low, seq__lte=last_seq).order_by("seq")
     messages = message_payloads(rows, room_slug)
     if max_bytes is not None:
-        kept, total = 0, 0
-        for payload in reversed(messages):
-            total += len(protocol.dumps(payload).encode()) + 1
-            if total > max_bytes:
-                break
-            kept += 1
+        kept = newest_that_fit([len(protocol.dumps(payload).encode()) for payload in messages], max_bytes)
         if kept < len(messages):
             messages = messages[len(messages) - kept :]
             complete = complete and since is None

@@ -152,28 +152,21 @@ class RoomStream:
         """
         delivered = self.delivered
         assert delivered is not None
-        complete = True
-        if since is None:
-            low = max(0, delivered - history_size)
-        elif since > delivered:
+        if since is not None and since > delivered:
             return None  # the client saw messages not delivered here yet: the database knows
-        elif delivered - since > resume_limit:
-            low, complete = delivered - resume_limit, False
-        else:
-            low = since
+        low, complete = selectors.history_window(
+            last_seq=delivered, since=since, history_size=history_size, resume_limit=resume_limit
+        )
         if low < self.recent_from:
             return None
         texts = [text for seq, text in self.recent if seq > low]
-        if max_bytes is not None:
-            kept, total = 0, 0
-            for text in reversed(texts):
-                total += (len(text) if text.isascii() else len(text.encode())) + 1
-                if total > max_bytes:
-                    break
-                kept += 1
-            if kept < len(texts):
-                texts = texts[len(texts) - kept :]
-                complete = complete and since is None
+        if max_bytes is None:
+            return texts, complete
+        sizes = [len(text) if text.isascii() else len(text.encode()) for text in texts]
+        kept = selectors.newest_that_fit(sizes, max_bytes)
+        if kept < len(texts):
+            texts = texts[len(texts) - kept :]
+            complete = complete and since is None
         return texts, complete
 
     def recent_after(self, seq: int) -> list[tuple[int, str]] | None:
