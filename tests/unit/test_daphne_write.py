@@ -4,13 +4,7 @@ Frames are checked byte for byte against the ``websockets`` library's own encode
 writes go through a real Twisted TCP transport on a real socket pair, driven by hand.
 """
 
-import asyncio
-import socket
-
 import pytest
-from twisted.internet import tcp
-from twisted.internet.asyncioreactor import AsyncioSelectorReactor
-from twisted.internet.protocol import Protocol
 from websockets.frames import Frame, Opcode
 
 from chat.daphne_guard import (
@@ -23,6 +17,7 @@ from chat.daphne_guard import (
     write_now,
 )
 from chat.limits import transport_backlog_bytes
+from tests.support.twisted_pair import twisted_pair
 
 
 @pytest.mark.parametrize("length", [0, 1, 125, 126, 127, 65535, 65536, 300_000])
@@ -36,19 +31,8 @@ def test_a_frame_is_the_one_the_websockets_library_would_send(length, opcode):
 @pytest.fixture
 def connected():
     """A Twisted server transport on one end of a socket pair, a plain socket on the other."""
-    loop = asyncio.new_event_loop()
-    reactor = AsyncioSelectorReactor(loop)
-    near, far = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    # tcp.Server is what daphne's sockets are; a UNIX pair behaves the same for send().
-    near.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
-    near.setblocking(False)
-    far.settimeout(5)
-    transport = tcp.Server(near, Protocol(), ("127.0.0.1", 1), None, 1, reactor)
-    yield transport, far
-    transport.stopWriting()
-    near.close()
-    far.close()
-    loop.close()
+    with twisted_pair() as pair:
+        yield pair
 
 
 def read_all(transport, far, size: int) -> bytes:

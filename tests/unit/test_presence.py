@@ -166,6 +166,19 @@ async def wait_for(condition, timeout_s: float = 5) -> None:
             await asyncio.sleep(0.01)
 
 
+def counted_reads(store, monkeypatch) -> list[str]:
+    """The rooms whose members are read from ``store`` from now on (each read still runs)."""
+    reads: list[str] = []
+    real_members = store.members
+
+    async def counted(room: str):
+        reads.append(room)
+        return await real_members(room)
+
+    monkeypatch.setattr(store, "members", counted)
+    return reads
+
+
 MEMBERS = [(f"r{index % 3}", Member(name=f"m{index}", id=f"g{index}")) for index in range(30)]
 
 
@@ -260,14 +273,7 @@ async def test_arrivals_here_are_pushed_without_reading_the_store_back(ws_client
     async with ws_client(session_cookie=keys[0]) as ann:
         await ann.subscribe("quiet")
         store = get_hub().presence
-        reads: list[str] = []
-        real_members = store.members
-
-        async def counted(room: str):
-            reads.append(room)
-            return await real_members(room)
-
-        monkeypatch.setattr(store, "members", counted)
+        reads = counted_reads(store, monkeypatch)
         async with ws_client(session_cookie=keys[1]) as bob, ws_client(session_cookie=keys[2]) as cy:
             assert names((await bob.subscribe("quiet"))["members"]) == ["Ann", "Bob"]
             await cy.subscribe("quiet")
@@ -342,14 +348,7 @@ async def test_the_refresh_reads_back_only_rooms_with_members_from_another_proce
         joined = await ann.recv_presence(timeout=3)
         assert (joined["room"], names(joined["joins"])) == ("mixed", ["Zed"])
 
-        reads: list[str] = []
-        real_members = store.members
-
-        async def counted(room: str):
-            reads.append(room)
-            return await real_members(room)
-
-        monkeypatch.setattr(store, "members", counted)
+        reads = counted_reads(store, monkeypatch)
         await hub.roster.refresh()
         assert reads == ["mixed"]  # "solo" holds only this process's members
         # The other process died: its entry is gone (expired), and the next refresh tells Ann.

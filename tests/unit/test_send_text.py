@@ -4,17 +4,14 @@ limit as every other send. The transport is a real Twisted TCP transport on a so
 
 import asyncio
 import functools
-import socket
 
 import pytest
-from twisted.internet import tcp
-from twisted.internet.asyncioreactor import AsyncioSelectorReactor
-from twisted.internet.protocol import Protocol
 
 from chat import protocol
 from chat.admission import CONNECTION_ID, SEND_TEXT, Admission, Policy
 from chat.daphne_guard import write_now
 from chat.limits import transport_backlog_bytes
+from tests.support.twisted_pair import twisted_pair
 
 
 class Peer:
@@ -35,18 +32,24 @@ class Peer:
 
 @pytest.fixture
 def peer():
-    loop = asyncio.new_event_loop()
-    reactor = AsyncioSelectorReactor(loop)
-    near, far = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    near.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
-    far.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    near.setblocking(False)
-    transport = tcp.Server(near, Protocol(), ("127.0.0.1", 1), None, 1, reactor)
-    yield Peer(transport)
-    transport.stopWriting()
-    near.close()
-    far.close()
-    loop.close()
+    with twisted_pair() as (transport, _far):
+        yield Peer(transport)
+
+
+def admitted(send) -> dict:
+    """What the application behind the guard is given: its ``send`` and the scope's send_text."""
+    seen: dict = {}
+
+    async def application(scope, receive, app_send) -> None:
+        seen["send"], seen["send_text"] = app_send, scope.get(SEND_TEXT, "absent")
+
+    async def receive() -> dict:
+        return {"type": "websocket.connect"}
+
+    scope = {"type": "websocket", "path": "/ws/chat/", "headers": [], "client": ("127.0.0.1", 1)}
+    scope[CONNECTION_ID] = "c1"
+    asyncio.run(Admission(application, Policy("test"))._websocket(scope, receive, send))
+    return seen
 
 
 def guarded(peer: Peer, settings):
@@ -57,23 +60,7 @@ def guarded(peer: Peer, settings):
     async def handle_reply(protocol_: Peer, message: dict) -> None:
         replies.append(message)
 
-    send = functools.partial(handle_reply, peer)  # as daphne hands it to the application
-    seen: dict = {}
-
-    async def application(scope, receive, app_send) -> None:
-        seen["send"], seen["send_text"] = app_send, scope.get(SEND_TEXT)
-
-    async def receive() -> dict:
-        return {"type": "websocket.connect"}
-
-    scope = {
-        "type": "websocket",
-        "path": "/ws/chat/",
-        "headers": [],
-        "client": ("127.0.0.1", 1),
-        CONNECTION_ID: "c1",
-    }
-    asyncio.run(Admission(application, Policy("test"))._websocket(scope, receive, send))
+    seen = admitted(functools.partial(handle_reply, peer))  # as daphne hands it to the application
     return seen["send"], seen["send_text"], replies
 
 
@@ -112,23 +99,7 @@ def test_a_peer_that_is_not_open_is_left_to_the_awaited_send(peer, settings):
 
 
 def test_no_direct_path_where_the_server_exposes_no_protocol(settings):
-    seen: dict = {}
-
-    async def application(scope, receive, send) -> None:
-        seen["send_text"] = scope.get(SEND_TEXT, "absent")
-
-    async def receive() -> dict:
-        return {"type": "websocket.connect"}
-
     async def send(message: dict) -> None:  # uvicorn's, the test communicator's: a plain callable
         pass
 
-    scope = {
-        "type": "websocket",
-        "path": "/ws/chat/",
-        "headers": [],
-        "client": ("127.0.0.1", 1),
-        CONNECTION_ID: "c1",
-    }
-    asyncio.run(Admission(application, Policy("test"))._websocket(scope, receive, send))
-    assert seen["send_text"] == "absent"
+    assert admitted(send)["send_text"] == "absent"
