@@ -9,7 +9,7 @@ from channels.testing import WebsocketCommunicator
 from django.db import connection
 
 from project.asgi import application
-from tests.support.processes import DaphneServer, RedisServer
+from tests.support.processes import DaphneServer, RedisServer, worker_env
 
 ORIGIN_HEADERS = [(b"origin", b"http://localhost"), (b"host", b"localhost")]
 
@@ -168,15 +168,7 @@ def daphne(live_database_url):
     servers: list[DaphneServer] = []
 
     def start(port: int | None = None, **env: str) -> DaphneServer:
-        base = {
-            "DJANGO_SECRET_KEY": "ripple-tests-only-not-secret",
-            "DJANGO_DEBUG": "0",
-            "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
-            "DATABASE_URL": live_database_url,
-            "REDIS_URL": "",
-            "DJANGO_LOG_LEVEL": "WARNING",
-        }
-        server = DaphneServer({**base, **env}, port=port)
+        server = DaphneServer(worker_env(live_database_url, **env), port=port)
         servers.append(server)
         server.start()
         return server

@@ -12,11 +12,11 @@ import time
 import pytest
 import websockets
 
-from bench.processes import DaphneServer
 from chat import protocol
 from tests.support import rawsocket
 from tests.support.frames import recv_json
 from tests.support.origins import same_origin
+from tests.support.processes import DaphneServer, worker_env
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -141,16 +141,7 @@ async def test_the_echo_socket_still_echoes_a_ping_shaped_text(daphne):
 @pytest.fixture
 def daphne_pinging(live_database_url):
     """A daphne that sends protocol pings after 1 s of inbound silence (its default: 20 s)."""
-    server = DaphneServer(
-        {
-            "DJANGO_SECRET_KEY": "ripple-tests-only-not-secret",
-            "DJANGO_DEBUG": "0",
-            "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
-            "DATABASE_URL": live_database_url,
-            "REDIS_URL": "",
-            "DJANGO_LOG_LEVEL": "WARNING",
-        }
-    )
+    server = DaphneServer(worker_env(live_database_url))
     server.argv[-1:-1] = ["--ping-interval", "1"]
     try:
         server.start()
