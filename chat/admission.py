@@ -267,37 +267,31 @@ class Admission:
         policy = self.policy
         largest = 0
 
-        def send_text(text: str) -> bool:
-            """One text frame written now, under the same limit as ``guarded_send``: True when it
-            was written (or dropped, the connection being closed); False when ``guarded_send``
-            must decide (the peer is not open, or the backlog is past the limit)."""
+        def over_limit(size: int) -> int | None:
+            """The backlog when it is past the limit (plus the largest frame sent since it was
+            last within it: one resume may be bigger than the limit); None when a frame of
+            ``size`` may go, which is then counted."""
             nonlocal largest
-            if state.closed:
-                return True
-            if peer.state != open_state:
-                return False
+            assert gauge is not None
             backlog = gauge()
             if backlog <= limit:
                 largest = 0
             elif backlog > limit + largest:
-                return False
-            if len(text) > largest:
-                largest = len(text)
-            write_text(text, False)
-            return True
+                return backlog
+            if size > largest:
+                largest = size
+            return None
 
         async def guarded_send(message: dict[str, Any]) -> None:
-            nonlocal largest
             if state.closed:
                 return
             kind = message["type"]
             if kind == "websocket.close":
                 state.closed = True
             elif gauge is not None and kind in ("websocket.send", "http.response.body"):
-                backlog = gauge()
-                if backlog <= limit:
-                    largest = 0
-                elif backlog > limit + largest:
+                size = len(message.get("text") or message.get("bytes") or message.get("body") or b"")
+                backlog = over_limit(size)
+                if backlog is not None:
                     state.closed = True
                     stats.error("too_slow")
                     log_event(
@@ -311,25 +305,27 @@ class Admission:
                             gone.set()
                         asyncio.get_running_loop().call_later(TOO_SLOW_GRACE_S, limits.abort_connection, send)
                     return
-                size = len(message.get("text") or message.get("bytes") or message.get("body") or b"")
-                if size > largest:
-                    largest = size
             await send(message)
+
+        def send_text(text: str) -> bool:
+            """One text frame written now, under the same limit as ``guarded_send``: True when it
+            was written (or dropped, the connection being closed); False when ``guarded_send``
+            must decide (the peer is not open, or the backlog is past the limit)."""
+            if state.closed:
+                return True
+            if peer.state != peer.STATE_OPEN or over_limit(len(text)) is not None:
+                return False
+            peer.serverSend(text, False)
+            return True
 
         # Under daphne, a text frame can be handed to the socket's protocol directly: the fan-out
         # writes one frame to every subscriber of a room, and each trip through ``send`` (this
         # coroutine, daphne's ``handle_reply`` coroutine and its checks) cost more than the
         # write itself (docs/benchmarks.md). Anything else still goes through ``send``.
         peer = limits.send_protocol(send)
-        write_text: Callable[[str, bool], None] = getattr(peer, "serverSend", None) or _no_write
-        open_state = getattr(peer, "STATE_OPEN", None)
-        if websocket and gauge is not None and write_text is not _no_write and open_state is not None:
+        if websocket and gauge is not None and hasattr(peer, "serverSend") and hasattr(peer, "STATE_OPEN"):
             guarded_send.send_text = send_text  # type: ignore[attr-defined]
         return guarded_send
-
-
-def _no_write(text: str, binary: bool) -> None:
-    raise AssertionError("send_text is only offered where the protocol writes")
 
 
 async def _http_refusal(send: Send, status: int, reason: str) -> None:
