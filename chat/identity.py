@@ -9,7 +9,6 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 
 from . import names
@@ -21,6 +20,27 @@ GUEST_NAME_FORMAT = "Use 1-32 letters, digits, spaces, dots, dashes or apostroph
 GUEST_NAME_TAKEN = (
     "That name is taken (or too close to a registered user's or a reserved name); pick another."
 )
+
+
+# The scope key of the ``SessionSeen`` the handshake read (chat/socket_auth.py).
+SESSION_SEEN = "ripple.session_seen"
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSeen:
+    """What the handshake read from the session, so that a socket reads nothing more to start.
+
+    ``guest_key``: the session key when the session holds a guest name (the guest's identity
+    across sockets), and ``guest_name`` that name if still usable (a user may have registered it
+    since). ``expires``: when the session expires (epoch seconds); all None with no session.
+    """
+
+    guest_name: str | None = None
+    guest_key: str | None = None
+    expires: float | None = None
+
+
+NO_SESSION = SessionSeen()
 
 
 class GuestNameRefused(ValueError):
@@ -91,23 +111,25 @@ def identity_from_request(request: Any) -> Identity | None:
     return Identity(name=name, user_id=None, member_id=f"g{_opaque(request.session.session_key or '')}")
 
 
-async def identity_from_scope(scope: dict[str, Any], *, connection_id: str) -> Identity:
-    """Read by the socket through Channels' session and auth middleware."""
+def identity_from_scope(scope: dict[str, Any], *, connection_id: str) -> Identity:
+    """A socket's identity, from what its handshake read (chat/socket_auth.py): no database."""
     user = scope.get("user")
     if user is not None and user.is_authenticated:
         return Identity(name=user.get_username(), user_id=user.pk, member_id=f"u{user.pk}")
-    session = scope.get("session")
-    if session is not None:
-        name, key = await database_sync_to_async(_session_guest)(session)
-        if key:
-            # A name taken since it was chosen is not used: the guest keeps their identity
-            # (and the client_ids they sent) under a generated name.
-            return Identity(name=name or generated_guest_name(), user_id=None, member_id=f"g{_opaque(key)}")
+    seen = scope.get(SESSION_SEEN, NO_SESSION)
+    if seen.guest_key:
+        # A name taken since it was chosen is not used: the guest keeps their identity
+        # (and the client_ids they sent) under a generated name.
+        return Identity(
+            name=seen.guest_name or generated_guest_name(),
+            user_id=None,
+            member_id=f"g{_opaque(seen.guest_key)}",
+        )
     return Identity(name=generated_guest_name(), user_id=None, member_id=f"c{connection_id[:15]}")
 
 
-def _session_guest(session: Any) -> tuple[str | None, str | None]:
-    """(the session's guest name if still usable, the session key); one thread hop for both."""
+def session_guest(session: Any) -> tuple[str | None, str | None]:
+    """(the session's guest name if still usable, the session key when it holds a name)."""
     name = session.get(GUEST_NAME_KEY)
     if not name:
         return None, None

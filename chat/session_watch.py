@@ -1,10 +1,10 @@
 """The session watch: a socket opened with a login session ends when that session does.
 
 Logout ends its sockets at once (a control event sent by chat/signals.py). Expiry sends no
-event, so each socket arms one timer for its session's expiry; when it fires, the expiry is
-read again, because another request may have extended the session (then the timer is armed
-for the new date). A read that fails (the database is away) is tried again a minute later,
-and the socket stays open meanwhile.
+event, so each socket arms one timer for its session's expiry, as read at the handshake
+(chat/socket_auth.py). When it fires, the expiry is read again, because another request may
+have extended the session (then the timer is armed for the new date). A read that fails (the
+database is away) is tried again a minute later, and the socket stays open meanwhile.
 """
 
 from __future__ import annotations
@@ -36,13 +36,9 @@ class SessionWatch:
         # The re-check under way, held so that it is not collected mid-flight and can be cancelled.
         self.check_task: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
-        """Arm the timer for the session's expiry; a session already gone is not watched."""
-        try:
-            expires = await self.read_expiry()
-        except Exception:
-            logger.warning("reading a session's expiry failed; checking again in 60 s", exc_info=True)
-            expires = time.time() + RETRY_S
+    def start(self, expires: float | None) -> None:
+        """Arm the timer for ``expires``, as read at the handshake (chat/socket_auth.py); a
+        session already gone (None) is not watched."""
         if expires is not None:
             self._arm(expires)
 

@@ -19,12 +19,11 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
-from channels.sessions import InstanceSessionWrapper
 from django.conf import settings
 
 from .. import heartbeat, hub, limits, protocol, removal
 from ..admission import CONNECTION_ID, SEND_TEXT
-from ..identity import Identity, identity_from_scope, session_expiry, session_tag
+from ..identity import NO_SESSION, SESSION_SEEN, Identity, identity_from_scope, session_expiry, session_tag
 from ..logs import log_event
 from ..models import Room
 from ..session_watch import SessionWatch
@@ -82,12 +81,6 @@ class ChatConsumer(AsyncWebsocketConsumer):
     send_text: Callable[[str], bool] | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        # Channels' session middleware wraps ``send`` to save a modified session on HTTP
-        # responses, reading the lazy session on every frame; a socket never saves one, and
-        # the room hub sends each message to every local subscriber, so frames skip it.
-        wrapper = getattr(send, "__self__", None)
-        if isinstance(wrapper, InstanceSessionWrapper):
-            send = wrapper.real_send
         # Under daphne, text frames are written without a coroutine each (chat/admission.py).
         self.send_text = scope.get(SEND_TEXT)
         self.state, self.held = State.CONNECTING, Held.NOTHING
@@ -122,7 +115,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.connection_id = self.scope.get(CONNECTION_ID) or uuid.uuid4().hex
         self.rooms = {}
         self.last_seen = self.connected_at = time.monotonic()
-        self.identity = await identity_from_scope(self.scope, connection_id=self.connection_id)
+        self.identity = identity_from_scope(self.scope, connection_id=self.connection_id)
         self.session_tag = session_tag(self.scope.get("session"))
         # Maps each room to when this socket last fanned out ``typing`` there (frames.py).
         self.typing_at = {}
@@ -179,7 +172,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.monitor = heartbeat.get_monitor()
         self.held = Held.WATCHED
         if self.session_watch is not None:
-            await self.session_watch.start()
+            self.session_watch.start(self.scope.get(SESSION_SEEN, NO_SESSION).expires)
         self.monitor.register(self)
         # daphne answers this socket's plain pings at its transport from here on, moving
         # last_seen and taking throttle tokens as receive() does (chat/daphne_pings.py).

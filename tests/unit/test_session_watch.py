@@ -29,6 +29,12 @@ class Session:
     def watch(self) -> SessionWatch:
         return SessionWatch(read_expiry=self.read_expiry, on_expired=self.on_expired)
 
+    async def started(self) -> SessionWatch:
+        """A watch started with the first answer, as the handshake reads it (chat/socket_auth.py)."""
+        watch = self.watch()
+        watch.start(await self.read_expiry())
+        return watch
+
 
 def in_s(seconds: float) -> float:
     return time.time() + seconds
@@ -36,8 +42,7 @@ def in_s(seconds: float) -> float:
 
 async def test_the_socket_ends_when_its_session_expires():
     session = Session(in_s(0.05), in_s(-1))
-    watch = session.watch()
-    await watch.start()
+    watch = await session.started()
     await asyncio.wait_for(session.expired.wait(), timeout=2)
     assert session.reads == 2  # read again at expiry before ending anything
     watch.cancel()
@@ -45,16 +50,14 @@ async def test_the_socket_ends_when_its_session_expires():
 
 async def test_a_session_gone_at_expiry_ends_the_socket():
     session = Session(in_s(0.05), None)
-    watch = session.watch()
-    await watch.start()
+    watch = await session.started()
     await asyncio.wait_for(session.expired.wait(), timeout=2)
     watch.cancel()
 
 
 async def test_an_extended_session_rearms_the_timer_for_its_new_expiry():
     session = Session(in_s(0.05), in_s(0.4), in_s(-1))
-    watch = session.watch()
-    await watch.start()
+    watch = await session.started()
     await asyncio.sleep(0.2)
     assert not session.expired.is_set() and session.reads == 2
     await asyncio.wait_for(session.expired.wait(), timeout=2)
@@ -64,31 +67,26 @@ async def test_an_extended_session_rearms_the_timer_for_its_new_expiry():
 
 async def test_a_session_already_gone_at_the_start_is_not_watched():
     session = Session(None)
-    watch = session.watch()
-    await watch.start()
+    watch = await session.started()
     assert watch.timer is None
 
 
 async def test_a_failed_read_tries_again_later_and_keeps_the_socket(monkeypatch, caplog):
     monkeypatch.setattr(session_watch, "RETRY_S", 0.05)
-    session = Session(RuntimeError("database away"), RuntimeError("still away"), in_s(-1))
-    watch = session.watch()
+    session = Session(in_s(0.02), RuntimeError("database away"), RuntimeError("still away"), in_s(-1))
     with caplog.at_level(logging.WARNING, logger="chat.session_watch"):
-        await watch.start()
-        assert watch.timer is not None and not session.expired.is_set()
+        watch = await session.started()
         await asyncio.wait_for(session.expired.wait(), timeout=2)
-    assert session.reads == 3
+    assert session.reads == 4
     assert [record.getMessage() for record in caplog.records] == [
-        "reading a session's expiry failed; checking again in 60 s",
         "checking a session's expiry failed; trying again in 60 s",
-    ]
+    ] * 2
     watch.cancel()
 
 
 async def test_cancel_disarms_the_timer():
     session = Session(in_s(0.05), in_s(-1))
-    watch = session.watch()
-    await watch.start()
+    watch = await session.started()
     watch.cancel()
     await asyncio.sleep(0.1)
     assert session.reads == 1 and not session.expired.is_set()
@@ -106,7 +104,7 @@ async def test_cancel_stops_a_recheck_under_way():
         return await session.read_expiry()
 
     watch = SessionWatch(read_expiry=slow_read, on_expired=session.on_expired)
-    await watch.start()
+    watch.start(await slow_read())
     await asyncio.sleep(0.05)
     check = watch.check_task
     assert check is not None and not check.done()
