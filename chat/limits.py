@@ -49,6 +49,13 @@ def take_all(buckets: tuple[TokenBucket, ...], now: float) -> float:
     return wait
 
 
+def give_back(buckets: tuple[TokenBucket, ...], now: float) -> None:
+    """Return one token to every bucket (what ``take_all`` took), never past its burst."""
+    for bucket in buckets:
+        bucket._refill(now)
+        bucket.tokens = min(bucket.burst, bucket.tokens + 1.0)
+
+
 class SharedBuckets:
     """One bucket per key (a user), shared by that key's sockets, dropped with the last one."""
 

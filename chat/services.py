@@ -90,13 +90,17 @@ class Posted:
 
 
 def room_get_or_create(*, slug: str, title: str = "") -> Room:
+    return room_create_if_missing(slug=slug, title=title)[0]
+
+
+def room_create_if_missing(*, slug: str, title: str = "") -> tuple[Room, bool]:
+    """The room, and whether this call created it (False: it existed, or a concurrent caller made it)."""
     if not protocol.ROOM_SLUG_RE.fullmatch(slug):
         raise InvalidRoomSlug(f"{slug[:80]!r} is not a valid room slug")
     try:
-        room, _ = Room.objects.get_or_create(slug=slug, defaults={"title": title})
+        return Room.objects.get_or_create(slug=slug, defaults={"title": title})
     except IntegrityError:  # created by a concurrent caller between the get and the create
-        room = Room.objects.get(slug=slug)
-    return room
+        return Room.objects.get(slug=slug), False
 
 
 def room_creation_allowed(*, user: Any) -> bool:

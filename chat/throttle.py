@@ -58,6 +58,14 @@ class Throttle:
 
     def check_room_creation(self, now: float) -> float:
         """Take a room creation's tokens from every bucket or from none; the seconds to wait, or 0.0."""
+        return limits.take_all(self._creation_buckets(now), now)
+
+    def refund_room_creation(self, now: float) -> None:
+        """Give back what ``check_room_creation`` took when no room was created after all: many
+        sockets subscribing to a new room at once each take a token, and one creates it."""
+        limits.give_back(self._creation_buckets(now), now)
+
+    def _creation_buckets(self, now: float) -> tuple[TokenBucket, ...]:
         rate_per_s = settings.RIPPLE_ROOM_CREATE_PER_MIN / 60
         burst = settings.RIPPLE_ROOM_CREATE_BURST
         if self.creator_key:
@@ -68,7 +76,7 @@ class Throttle:
             buckets = [self.own_creations]
         if self.client_host is not None:
             buckets.append(limits.room_creations_per_address.get(self.client_host, rate_per_s, burst, now))
-        return limits.take_all(tuple(buckets), now)
+        return tuple(buckets)
 
     def release(self) -> None:
         """Let go of the user's shared message bucket (the last socket's release drops it)."""

@@ -82,20 +82,9 @@ async def on_subscribe(socket: ChatSocket, frame: protocol.Frame) -> None:
     try:
         # No query for a room live here (its hub keeps the row), else one for a room that
         # exists. Only creating one is limited (docs/security.md).
-        room = await socket.hub.find_room(slug)
+        room = await socket.hub.find_room(slug) or await _create_room(socket, frame, where)
         if room is None:
-            if not services.room_creation_allowed(user=socket.scope.get("user")):
-                raise protocol.ProtocolError(
-                    protocol.ROOM_NOT_FOUND,
-                    f"{slug} does not exist, and only {settings.RIPPLE_ROOM_CREATION} may create rooms",
-                    **where,
-                )
-            now = time.monotonic()
-            wait_s = socket.throttle.check_room_creation(now)
-            if wait_s > 0.0:
-                await socket.rate_limited(frame, wait_s, now)
-                return
-            room = await database_sync_to_async(services.room_get_or_create)(slug=slug)
+            return  # rate-limited, and answered so
     except protocol.ProtocolError:
         raise
     except Exception as error:
@@ -128,6 +117,38 @@ async def on_subscribe(socket: ChatSocket, frame: protocol.Frame) -> None:
     joined = socket.connect_event["rooms"] if socket.connect_event is not None else None
     if joined is not None and len(joined) < RECENT_ROOMS and slug not in joined:
         joined.append(slug)
+
+
+async def _create_room(socket: ChatSocket, frame: protocol.Frame, where: dict[str, Any]) -> Room | None:
+    """Create the room ``frame`` subscribes to, under the creation limits; None when the socket
+    was told it is rate-limited.
+
+    A crowd subscribing to a new room at once each find no room and each take a creation token:
+    one creates the room and the others get their token back. One that finds the bucket empty
+    looks again before it is refused, since another subscribe may have created the room by then.
+    """
+    slug = frame.room
+    assert slug is not None
+    if not services.room_creation_allowed(user=socket.scope.get("user")):
+        raise protocol.ProtocolError(
+            protocol.ROOM_NOT_FOUND,
+            f"{slug} does not exist, and only {settings.RIPPLE_ROOM_CREATION} may create rooms",
+            **where,
+        )
+    now = time.monotonic()
+    wait_s = socket.throttle.check_room_creation(now)
+    if wait_s > 0.0:
+        room = await database_sync_to_async(selectors.room_find)(slug=slug)
+        if room is None:
+            await socket.rate_limited(frame, wait_s, now)
+        return room
+    created = False
+    try:
+        room, created = await database_sync_to_async(services.room_create_if_missing)(slug=slug)
+    finally:
+        if not created:  # another subscribe made it meanwhile, or the write failed
+            socket.throttle.refund_room_creation(time.monotonic())
+    return room
 
 
 async def on_unsubscribe(socket: ChatSocket, frame: protocol.Frame) -> None:

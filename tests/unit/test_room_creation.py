@@ -41,10 +41,7 @@ async def room_slugs() -> list[str]:
 async def subscribe_reply(client: Client, room: str) -> dict:
     """The direct reply to a subscribe: ``subscribed`` or ``error``."""
     await client.send({"type": "subscribe", "room": room, "ref": room})
-    while True:
-        frame = await client.recv()
-        if frame["type"] in ("subscribed", "error") and frame.get("ref") == room:
-            return frame
+    return await subscribe_reply_sent(client, room)
 
 
 class OpenFrom:
@@ -142,6 +139,32 @@ async def test_new_sockets_from_one_address_share_its_bucket(open_socket):
     elsewhere = await open_socket("10.9.9.9")
     assert (await subscribe_reply(elsewhere, "b-0"))["type"] == "subscribed"
     assert await room_slugs() == ["a-0", "a-1", "a-2", "b-0"]
+
+
+async def test_many_sockets_subscribing_to_one_new_room_at_once_spend_one_creation(open_socket):
+    """Each finds no room and takes a token; the one that creates it keeps its token, the rest
+    get theirs back (a crowd behind one address joining a new room is not a flood of rooms)."""
+    crowd = [await open_socket("10.4.4.4") for _ in range(8)]  # over the burst of 3
+    for client in crowd:
+        await client.send({"type": "subscribe", "room": "crowded", "ref": "crowded"})
+    replies = [await subscribe_reply_sent(client, "crowded") for client in crowd]
+    assert [reply["type"] for reply in replies] == ["subscribed"] * len(crowd), replies
+    assert await room_slugs() == ["crowded"]
+    # Two creations left for this address, as after creating one room.
+    late = await open_socket("10.4.4.4")
+    assert [(await subscribe_reply(late, f"c-{i}"))["type"] for i in range(3)] == [
+        "subscribed",
+        "subscribed",
+        "error",
+    ]
+
+
+async def subscribe_reply_sent(client: Client, room: str) -> dict:
+    """The reply to a subscribe already sent."""
+    while True:
+        frame = await client.recv()
+        if frame["type"] in ("subscribed", "error") and frame.get("ref") == room:
+            return frame
 
 
 async def test_sockets_of_one_user_share_a_bucket(open_socket):
