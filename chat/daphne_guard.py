@@ -48,6 +48,7 @@ from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
+import autobahn.twisted.websocket as autobahn_twisted
 import autobahn.websocket.protocol as autobahn_protocol
 import daphne.cli
 import daphne.server
@@ -288,6 +289,10 @@ class GuardedWebSocketProtocol(WebSocketProtocol, PingAnswering):
         if created is not None and created.called:  # the application exists: nothing waits on it
             self.application_deferred = None
 
+    def dataReceived(self, data: bytes) -> None:
+        if self.muted or not self.answered_on_arrival(data):
+            super().dataReceived(data)
+
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         if isBinary or self.muted or not self.answered_at_transport(payload):
             super().onMessage(payload, isBinary)
@@ -436,12 +441,16 @@ def when_debugging(highlight: Callable[..., str]) -> Callable[..., str]:
 def install() -> None:
     """Make daphne's command line build ``GuardedServer`` and its ``run()`` the guarded factories."""
     autobahn_protocol.pformat = pformat_when_debugging  # type: ignore[assignment]
-    if not hasattr(autobahn_protocol.hltype, "__wrapped__"):  # once, however often it is called
+    # Both modules import the highlighters by name: the Twisted one styles three values for a
+    # debug line on every read (about a tenth of an idle socket's ping).
+    for module in (autobahn_protocol, autobahn_twisted):
+        if hasattr(module.hltype, "__wrapped__"):  # once, however often install() is called
+            continue
         for name in ("hltype", "hlval"):
-            highlight = getattr(autobahn_protocol, name)
+            highlight = getattr(module, name)
             patched = when_debugging(highlight)
             patched.__wrapped__ = highlight  # type: ignore[attr-defined]
-            setattr(autobahn_protocol, name, patched)
+            setattr(module, name, patched)
     daphne.cli.CommandLineInterface.server_class = GuardedServer  # type: ignore[misc]
     daphne.server.HTTPFactory = GuardedHTTPFactory  # type: ignore[misc]
     daphne.server.WebSocketFactory = GuardedWebSocketFactory  # type: ignore[misc]

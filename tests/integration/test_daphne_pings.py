@@ -179,3 +179,51 @@ async def test_daphne_pings_a_quiet_echo_socket_but_not_a_chat_socket_the_heartb
     )
     assert rawsocket.OPCODE_PING in echo
     assert chat == [rawsocket.OPCODE_TEXT]  # the welcome, and no ping (the heartbeat's is 20 s away)
+
+
+def raw_pings(port: int) -> dict[str, object]:
+    """Pings written the ways a client's TCP may deliver them, on one raw socket."""
+    sock = rawsocket.open_websocket(port, "/ws/chat/", same_origin(f"ws://127.0.0.1:{port}"))
+    reader = rawsocket.FrameReader(sock)
+
+    def texts(count: int) -> list[dict]:
+        found = []
+        while len(found) < count:
+            frame = reader.frame(5)
+            assert frame is not None, "the server closed the socket"
+            if frame[0] == rawsocket.OPCODE_TEXT and json.loads(frame[1])["type"] != "presence":
+                found.append(json.loads(frame[1]))
+        return found
+
+    def ping(t: int) -> bytes:
+        return rawsocket.client_frame(rawsocket.OPCODE_TEXT, json.dumps({"type": "ping", "t": t}).encode())
+
+    try:
+        seen: dict[str, object] = {"welcome": texts(1)[0]["type"]}
+        # One frame in two writes: the second half may come in a read of its own.
+        frame = ping(1)
+        sock.sendall(frame[:3])
+        sock.sendall(frame[3:])
+        seen["split"] = texts(1)
+        # Two pings, then a ping behind a subscribe, each pair in one write.
+        sock.sendall(ping(2) + ping(3))
+        seen["two"] = texts(2)
+        subscribe = json.dumps({"type": "subscribe", "room": "raw-pings", "ref": 1}).encode()
+        sock.sendall(rawsocket.client_frame(rawsocket.OPCODE_TEXT, subscribe) + ping(4))
+        seen["behind"] = [frame["type"] for frame in texts(2)]
+        # A lone ping frame that is not UTF-8: the connection fails, as autobahn fails it.
+        sock.sendall(rawsocket.client_frame(rawsocket.OPCODE_TEXT, b'{"type":"ping","t":"\xff"}'))
+        seen["not_utf8_ended"] = rawsocket.ended_by_peer(sock, 5)
+        return seen
+    finally:
+        sock.close()
+
+
+async def test_pings_split_over_reads_or_sharing_one_are_answered_in_order(daphne):
+    server = daphne()
+    seen = await asyncio.to_thread(raw_pings, server.port)
+    assert seen["welcome"] == "welcome"
+    assert seen["split"] == [{"type": "pong", "t": 1, "ref": None}]
+    assert seen["two"] == [{"type": "pong", "t": 2, "ref": None}, {"type": "pong", "t": 3, "ref": None}]
+    assert seen["behind"] == ["subscribed", "pong"]
+    assert seen["not_utf8_ended"] is True

@@ -7,10 +7,11 @@ import time
 import pytest
 
 from chat import protocol
-from chat.daphne_pings import PingAnswering
+from chat.daphne_pings import PLAIN_PING_MAX_BYTES, PingAnswering, lone_text_frame
 from chat.daphne_server import ApplicationQueue
 from chat.stats import stats
 from chat.throttle import Throttle
+from tests.support.rawsocket import client_frame
 
 OPEN, CLOSING = "open", "closing"
 
@@ -33,6 +34,10 @@ class Transport:
         self._tempDataLen = 0
 
 
+class TrafficStats:
+    incomingOctetsWireLevel = 0
+
+
 class Protocol(PingAnswering):
     """A daphne protocol's share of the state, recording what it sends."""
 
@@ -44,6 +49,11 @@ class Protocol(PingAnswering):
         self.application_queue = ApplicationQueue()
         self.last_ping = 0.0
         self.sent: list[str | bytes] = []
+        # What autobahn's reader holds: nothing buffered, no frame or message begun.
+        self.data = b""
+        self.current_frame = None
+        self.inside_message = False
+        self.trafficStats = TrafficStats()
 
     def serverSend(self, content: str | bytes, binary: bool = False) -> None:
         self.sent.append(content)
@@ -140,6 +150,63 @@ async def test_without_a_consumer_every_frame_goes_to_the_application():
     assert not proto.answered_at_transport(b'{"type":"ping","t":1}')
 
 
+# Answered on arrival: one read holding exactly one whole masked text frame.
+
+
+@pytest.mark.parametrize(
+    "payload", [b"", b"a", b"ab", b"abc", b"abcd", b'{"type":"ping","t":1}', b"x" * PLAIN_PING_MAX_BYTES]
+)
+def test_a_lone_text_frame_is_unmasked_to_its_payload(payload):
+    if len(payload) > 125:
+        assert lone_text_frame(client_frame(1, payload)) is None  # an extended length: not lone
+        return
+    for _ in range(20):  # a new random mask each time
+        assert lone_text_frame(client_frame(1, payload)) == payload
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        client_frame(2, b'{"type":"ping"}'),  # binary
+        client_frame(9, b"p"),  # a protocol ping
+        client_frame(1, b'{"type":"ping"}', fin=False),  # the first fragment of a message
+        bytes([0xC1]) + client_frame(1, b'{"type":"ping"}')[1:],  # RSV1 (compressed)
+        bytes([0x81, len(b'{"type":"ping"}')]) + b'{"type":"ping"}',  # unmasked
+        client_frame(1, b'{"type":"ping"}') * 2,  # two frames in one read
+        client_frame(1, b'{"type":"ping"}')[:-1],  # a frame not whole yet
+        client_frame(1, b"x" * 200),
+        b"\x81",
+    ],
+)
+def test_anything_else_is_not_a_lone_text_frame(data):
+    assert lone_text_frame(data) is None
+
+
+async def test_a_ping_frame_read_alone_is_answered_before_autobahn_reads_it(waiting):
+    proto, socket = waiting
+    frame = client_frame(1, b'{"type":"ping","t":5,"ref":"z"}')
+    assert proto.answered_on_arrival(frame)
+    assert proto.sent == [protocol.pong(5, "z")] and socket.last_seen > 0
+    assert proto.trafficStats.incomingOctetsWireLevel == len(frame)
+
+
+async def test_a_ping_frame_is_left_to_autobahn_when_its_reader_is_mid_frame_or_mid_message(waiting):
+    proto, _ = waiting
+    frame = client_frame(1, b'{"type":"ping","t":5}')
+    proto.data = b"\x81"  # the start of a frame read before
+    assert not proto.answered_on_arrival(frame)
+    proto.data = b""
+    proto.inside_message = True  # a fragmented message is open: a new text frame is an error
+    assert not proto.answered_on_arrival(frame)
+    proto.inside_message = False
+    proto.current_frame = object()
+    assert not proto.answered_on_arrival(frame)
+    proto.current_frame = None
+    assert not proto.answered_on_arrival(client_frame(1, b'{"type":"message"}'))
+    assert proto.sent == [] and proto.trafficStats.incomingOctetsWireLevel == 0
+    assert proto.answered_on_arrival(frame)
+
+
 # The queue.
 
 
@@ -173,6 +240,21 @@ async def test_a_cancelled_reader_loses_nothing_and_the_next_reader_gets_it():
     first.cancel()  # ...which is cancelled before it runs
     assert await asyncio.wait_for(second, 1) == "a"
     assert first.cancelled() and queue.empty() and not queue.idle()
+
+
+def test_install_quiets_the_highlighters_of_both_autobahn_modules_that_use_them():
+    import autobahn.twisted.websocket as autobahn_twisted
+    import autobahn.websocket.protocol as autobahn_protocol
+
+    from chat.daphne_guard import install
+
+    install()
+    install()  # twice: wrapped once
+    for module in (autobahn_protocol, autobahn_twisted):
+        for name in ("hltype", "hlval"):
+            highlight = getattr(module, name)
+            assert highlight(12345) == ""
+            assert not hasattr(highlight.__wrapped__, "__wrapped__")
 
 
 def test_autobahn_highlights_values_only_when_its_debug_lines_are_logged():
