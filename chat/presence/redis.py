@@ -18,6 +18,30 @@ def _entry(process: str, member: Member) -> str:
     return json.dumps([process, member.id, member.name], separators=(",", ":"), ensure_ascii=False)
 
 
+# Refreshes the entries of many rooms in one command. KEYS: the rooms' keys. ARGV: the new
+# expiry, now, the key's TTL, then for each key in turn its number of entries and the entries.
+# Each room: its entries re-scored (ZADD), the expired ones dropped, the key's TTL renewed.
+_REFRESH_SCRIPT = """
+local expires, now, key_ttl = ARGV[1], ARGV[2], ARGV[3]
+local at = 4
+for i, key in ipairs(KEYS) do
+  local count = tonumber(ARGV[at])
+  local scored = {}
+  for j = 1, count do
+    scored[2 * j - 1] = expires
+    scored[2 * j] = ARGV[at + j]
+  end
+  at = at + count + 1
+  for first = 1, #scored, 1000 do  -- unpack() has a limit: at most 500 entries a ZADD
+    redis.call('ZADD', key, unpack(scored, first, math.min(first + 999, #scored)))
+  end
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+  redis.call('EXPIRE', key, key_ttl)
+end
+return #KEYS
+"""
+
+
 def _members(entries: list) -> set[Member]:
     found = set()
     for entry in entries:
@@ -43,12 +67,16 @@ class RedisPresenceStore:
             decode_responses=True,
         )
         self.redis = aioredis.Redis.from_pool(pool)  # closing the client closes the pool
+        self._refresh = self.redis.register_script(_REFRESH_SCRIPT)
+        # Each member's entry as stored, by (process, member): the refresh writes every local
+        # entry every RIPPLE_PRESENCE_TTL_S / 3, and encoding them was a third of its cost.
+        self._entries: dict[tuple[str, Member], str] = {}
 
     async def add(self, process: str, entries: list[tuple[str, Member]]) -> None:
         expires = time.time() + self.ttl_s
         by_room: dict[str, dict[str, float]] = {}
         for room, member in entries:
-            by_room.setdefault(room, {})[_entry(process, member)] = expires
+            by_room.setdefault(room, {})[self._entry(process, member)] = expires
         async with self.redis.pipeline(transaction=False) as pipe:
             for room, scored in by_room.items():
                 pipe.zadd(_key(room), scored)
@@ -58,7 +86,9 @@ class RedisPresenceStore:
     async def remove(self, process: str, entries: list[tuple[str, Member]]) -> None:
         by_room: dict[str, list[str]] = {}
         for room, member in entries:
-            by_room.setdefault(room, []).append(_entry(process, member))
+            # Forgotten here even if the member is still in another room: encoded again then.
+            entry = self._entries.pop((process, member), None) or _entry(process, member)
+            by_room.setdefault(room, []).append(entry)
         async with self.redis.pipeline(transaction=False) as pipe:
             for room, names in by_room.items():
                 pipe.zrem(_key(room), *names)
@@ -77,19 +107,24 @@ class RedisPresenceStore:
         return {room: _members(entries) for room, entries in zip(rooms, results, strict=True)}
 
     async def refresh(self, process: str, entries: list[tuple[str, Member]]) -> None:
-        # One ZADD per room with all of its entries: at 10,000 idle sockets a command per entry
-        # made the refresh as costly as every ping the sockets sent (docs/benchmarks.md).
+        # One script call for every room of the step: at 10,000 idle sockets in 1,000 rooms a
+        # pipeline of three commands a room cost the worker ~0.3 s every 20 s, most of it
+        # redis-py building and reading commands (docs/benchmarks.md).
         now = time.time()
-        expires = now + self.ttl_s
-        by_room: dict[str, dict[str, float]] = {}
+        by_room: dict[str, list[str]] = {}
         for room, member in entries:
-            by_room.setdefault(room, {})[_entry(process, member)] = expires
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for room, scored in by_room.items():
-                pipe.zadd(_key(room), scored)
-                pipe.zremrangebyscore(_key(room), "-inf", now)
-                pipe.expire(_key(room), self._key_ttl())
-            await pipe.execute()
+            by_room.setdefault(room, []).append(self._entry(process, member))
+        args: list[str | float | int] = [now + self.ttl_s, now, self._key_ttl()]
+        for room_entries in by_room.values():
+            args.append(len(room_entries))
+            args.extend(room_entries)
+        await self._refresh(keys=[_key(room) for room in by_room], args=args)
+
+    def _entry(self, process: str, member: Member) -> str:
+        entry = self._entries.get((process, member))
+        if entry is None:
+            entry = self._entries[(process, member)] = _entry(process, member)
+        return entry
 
     def _key_ttl(self) -> int:
         # A room whose every process died is forgotten a while after its entries expired.
