@@ -89,3 +89,44 @@ async def test_one_task_serves_every_connection_and_ends_with_the_last():
         while not task.done():
             await asyncio.sleep(0.01)
     assert task.cancelled()
+
+
+class CountedConn(Conn):
+    """A Conn that counts how often the sweeper reads its ``last_seen``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+        self._seen = 0.0
+
+    @property
+    def last_seen(self) -> float:
+        self.reads += 1
+        return self._seen
+
+    @last_seen.setter
+    def last_seen(self, value: float) -> None:
+        self._seen = value
+
+
+async def test_the_sweeper_passes_over_the_sockets_only_when_one_may_be_due():
+    # Ticks every 0.05 s; a socket is pinged after 0.4 s of quiet and closed after 0.6 s.
+    monitor = HeartbeatMonitor(interval_s=0.4, timeout_s=0.4)
+    talker, quiet = CountedConn(), CountedConn()
+    monitor.register(talker)
+    monitor.register(quiet)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    async with asyncio.timeout(5):
+        while not quiet.expired.is_set():
+            talker.last_seen = time.monotonic()  # a frame arrives every tick or so
+            await asyncio.sleep(0.05)
+    closed_after = loop.time() - started
+    # On time: silent for interval + timeout (0.8 s), closed within two ticks of it.
+    assert 0.8 <= closed_after < 0.8 + 0.2, closed_after
+    assert quiet.pings == 1 and talker.pings == 0 and not talker.expired.is_set()
+    ticks = closed_after / monitor.tick_s
+    # Two reads as it registers, then a pass at the first tick, at the quiet one's ping and at
+    # its close: not one at every tick (a pass at each would read it at least 9 times).
+    assert ticks >= 7 and talker.reads <= 6, (talker.reads, ticks)
+    monitor.unregister(talker)
