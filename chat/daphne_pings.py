@@ -34,6 +34,7 @@ ceiling (chat/admission.py), which is twice the throttle's rate: the throttle re
 
 from __future__ import annotations
 
+import re
 import time
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -47,6 +48,9 @@ from .throttle import Throttle
 # The bundled client's ping is about 32 bytes; a longer frame is not a plain ping.
 PLAIN_PING_MAX_BYTES = 128
 PING_PREFIX = b'{"type":"ping"'
+# What the bundled client sends (JSON.stringify of {type, t: Date.now()}): a JSON integer with
+# no leading zero, at most 15 digits, so within the parser's 2**53 limit on ``t``.
+CANONICAL_PING = re.compile(rb'\{"type":"ping","t":(0|-?[1-9][0-9]{0,14})\}')
 
 
 def lone_text_frame(data: bytes) -> bytes | None:
@@ -60,6 +64,29 @@ def lone_text_frame(data: bytes) -> bytes | None:
     mask = (data[2:6] * (length // 4 + 1))[:length]
     masked = int.from_bytes(data[6:], "little") ^ int.from_bytes(mask, "little")
     return masked.to_bytes(length, "little")
+
+
+def pong_for(payload: bytes) -> str | None:
+    """The consumer's answer to ``payload`` if it is a ``ping`` its parser accepts; otherwise None.
+
+    The bundled client's ping, ``{"type":"ping","t":<milliseconds>}``, is recognised as bytes
+    and answered from its digits (``CANONICAL_PING``); any other is parsed as the consumer
+    parses it. Both give ``protocol.pong(t, ref)`` to the byte.
+    """
+    canonical = CANONICAL_PING.fullmatch(payload)
+    if canonical is not None:
+        return f'{{"type":"pong","t":{canonical[1].decode()},"ref":null}}'
+    try:
+        frame = protocol.parse_client_frame(
+            payload.decode(),
+            max_frame_chars=settings.RIPPLE_MAX_FRAME_CHARS,
+            max_body_chars=settings.RIPPLE_MAX_BODY_CHARS,
+        )
+    except (protocol.ProtocolError, UnicodeDecodeError):
+        return None
+    if frame.type != protocol.PING:
+        return None
+    return protocol.pong(frame.t, frame.ref)
 
 
 class PingedSocket(Protocol):
@@ -94,6 +121,10 @@ class PingAnswering:
         """From now on answer ``socket``'s plain pings here while its ``state`` is ``open_state``."""
         self.pings_answered_for = socket
         self.open_state = open_state
+        # daphne's timeout walk leaves it to the heartbeat (chat/daphne_server.py).
+        watches = getattr(getattr(self, "server", None), "heartbeat_watches", None)
+        if watches is not None:
+            watches(self)
 
     def answered_on_arrival(self, data: bytes) -> bool:
         """Answer ``data``, as read from the socket, here if it is one whole plain ping frame that
@@ -125,15 +156,8 @@ class PingAnswering:
         idle = getattr(self.application_queue, "idle", None)
         if idle is None or not idle() or transport_backlog_bytes(self.transport):
             return False
-        try:
-            frame = protocol.parse_client_frame(
-                payload.decode(),
-                max_frame_chars=settings.RIPPLE_MAX_FRAME_CHARS,
-                max_body_chars=settings.RIPPLE_MAX_BODY_CHARS,
-            )
-        except (protocol.ProtocolError, UnicodeDecodeError):
-            return False
-        if frame.type != protocol.PING:
+        pong = pong_for(payload)
+        if pong is None:
             return False
         now = time.monotonic()
         if socket.throttle.check(protocol.PING, now) > 0.0:
@@ -142,5 +166,5 @@ class PingAnswering:
         self.last_ping = time.time()
         stats.frame_in(protocol.PING)
         stats.frame_out(protocol.PONG)
-        self.serverSend(protocol.pong(frame.t, frame.ref))
+        self.serverSend(pong)
         return True

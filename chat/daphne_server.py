@@ -111,12 +111,19 @@ class GuardedServer(daphne.server.Server):
     def run(self) -> None:
         # Connections whose application ended or whose peer left: all the reaper looks at.
         self.ended: set[Any] = set()
+        # Connections whose liveness the application's heartbeat owns (``heartbeat_watches``).
+        self.watched: set[Any] = set()
         self._next_full_walk = 0.0
         super().run()
+
+    def heartbeat_watches(self, protocol: Any) -> None:
+        """The application's heartbeat watches ``protocol`` from now on (chat/daphne_pings.py)."""
+        self.watched.add(protocol)
 
     def protocol_disconnected(self, protocol: Any) -> None:
         super().protocol_disconnected(protocol)
         self.ended.add(protocol)
+        self.watched.discard(protocol)
 
     def create_application(self, protocol: Any, scope: dict[str, Any]) -> ApplicationQueue | None:
         """daphne's, with an ``ApplicationQueue`` and the socket's ping answering in its scope."""
@@ -182,9 +189,10 @@ class GuardedServer(daphne.server.Server):
         full = now >= self._next_full_walk
         if full:
             self._next_full_walk = now + FULL_TIMEOUT_WALK_S
-        for protocol in list(self.connections):
-            if full or getattr(protocol, "pings_answered_for", None) is None:
-                protocol.check_timeouts()
+        # A set difference, not a Python test per connection: at 10,000 sockets the walk that
+        # looked at each one held the loop ~5 ms every two seconds.
+        for protocol in list(self.connections) if full else self.connections.keys() - self.watched:
+            protocol.check_timeouts()
         reactor.callLater(2, self.timeout_checker)
 
 

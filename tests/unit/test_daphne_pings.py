@@ -7,7 +7,7 @@ import time
 import pytest
 
 from chat import protocol
-from chat.daphne_pings import PLAIN_PING_MAX_BYTES, PingAnswering, lone_text_frame
+from chat.daphne_pings import CANONICAL_PING, PLAIN_PING_MAX_BYTES, PingAnswering, lone_text_frame, pong_for
 from chat.daphne_server import ApplicationQueue
 from chat.stats import stats
 from chat.throttle import Throttle
@@ -148,6 +148,26 @@ async def test_a_ping_over_the_rate_limit_goes_to_the_consumer_and_takes_no_toke
 async def test_without_a_consumer_every_frame_goes_to_the_application():
     proto = Protocol()
     assert not proto.answered_at_transport(b'{"type":"ping","t":1}')
+
+
+@pytest.mark.parametrize(
+    "t",
+    [0, 7, -1, 1733368800123, 10**15 - 1, -(10**15 - 1), 10**15, 2**53 - 1, 2**53, "01", "1.5", "-0", "1e3"],
+)
+def test_the_pong_is_the_consumers_whether_or_not_the_ping_is_in_the_clients_form(t, settings):
+    payload = b'{"type":"ping","t":' + str(t).encode() + b"}"
+    limits = {
+        "max_frame_chars": settings.RIPPLE_MAX_FRAME_CHARS,
+        "max_body_chars": settings.RIPPLE_MAX_BODY_CHARS,
+    }
+    try:
+        expected = protocol.pong(protocol.parse_client_frame(payload.decode(), **limits).t, None)
+    except protocol.ProtocolError:  # 2**53 and 01: refused by the parser, so by this too
+        expected = None
+    assert pong_for(payload) == expected
+    # The client's form is recognised without parsing for integers of at most 15 digits.
+    canonical = isinstance(t, int) and abs(t) < 10**15
+    assert (CANONICAL_PING.fullmatch(payload) is not None) == canonical
 
 
 # Answered on arrival: one read holding exactly one whole masked text frame.

@@ -6,6 +6,7 @@ import asyncio
 import pytest
 
 import chat.daphne_server as daphne_server
+from chat.daphne_pings import PingAnswering
 from chat.daphne_server import FULL_TIMEOUT_WALK_S, GuardedServer
 
 
@@ -22,8 +23,7 @@ class Reactor:
 class Conn:
     """A connection as the server sees it: its timeouts checked, its exception handled."""
 
-    def __init__(self, *, watched: bool = False) -> None:
-        self.pings_answered_for = object() if watched else None
+    def __init__(self) -> None:
         self.checked = 0
         self.errors: list[BaseException] = []
 
@@ -44,6 +44,7 @@ def server(monkeypatch):
     server = GuardedServer.__new__(GuardedServer)  # what run() sets, without listening
     server.connections = {}
     server.ended = set()
+    server.watched = set()
     server._next_full_walk = 0.0
     server.application_close_timeout = 10
     return server
@@ -117,9 +118,20 @@ async def test_an_application_that_outlives_its_connection_is_cancelled_after_th
     assert server.connections == {}
 
 
+class PingedConn(Conn, PingAnswering):
+    """A connection whose pings the transport answers once its consumer hands it over."""
+
+    def __init__(self, server: GuardedServer) -> None:
+        super().__init__()
+        self.server = server
+
+
 def test_the_timeout_walk_skips_watched_sockets_but_once_a_minute(server, monkeypatch):
-    watched, plain = Conn(watched=True), Conn()
+    watched, plain = PingedConn(server), Conn()
     server.connections = {watched: {}, plain: {}}
+    # The consumer hands its socket over: the server hears that the heartbeat watches it.
+    watched.answer_pings_for(object(), "open")
+    assert server.watched == {watched}
     now = [1000.0]
     monkeypatch.setattr(daphne_server.time, "monotonic", lambda: now[0])
     server.timeout_checker()  # the first walk is a full one
@@ -129,3 +141,9 @@ def test_the_timeout_walk_skips_watched_sockets_but_once_a_minute(server, monkey
     now[0] += FULL_TIMEOUT_WALK_S
     server.timeout_checker()
     assert (watched.checked, plain.checked) == (2, 3)
+    # Lost: no longer the heartbeat's, so daphne's walk sees it until it is reaped.
+    server.protocol_disconnected(watched)
+    assert server.watched == set()
+    now[0] += 2
+    server.timeout_checker()
+    assert (watched.checked, plain.checked) == (3, 4)
