@@ -19,19 +19,18 @@ def _entry(process: str, member: Member) -> str:
 
 
 # Refreshes the entries of many rooms in one command. KEYS: the rooms' keys. ARGV: the new
-# expiry, now, the key's TTL, then for each key in turn its number of entries and the entries.
+# expiry, now, the key's TTL, and the rooms' entries as one JSON array of arrays, in the order
+# of KEYS (one argument: redis-py builds each argument in Python, the script decodes in C).
 # Each room: its entries re-scored (ZADD), the expired ones dropped, the key's TTL renewed.
 _REFRESH_SCRIPT = """
 local expires, now, key_ttl = ARGV[1], ARGV[2], ARGV[3]
-local at = 4
+local rooms = cjson.decode(ARGV[4])
 for i, key in ipairs(KEYS) do
-  local count = tonumber(ARGV[at])
   local scored = {}
-  for j = 1, count do
+  for j, entry in ipairs(rooms[i]) do
     scored[2 * j - 1] = expires
-    scored[2 * j] = ARGV[at + j]
+    scored[2 * j] = entry
   end
-  at = at + count + 1
   for first = 1, #scored, 1000 do  -- unpack() has a limit: at most 500 entries a ZADD
     redis.call('ZADD', key, unpack(scored, first, math.min(first + 999, #scored)))
   end
@@ -114,11 +113,10 @@ class RedisPresenceStore:
         by_room: dict[str, list[str]] = {}
         for room, member in entries:
             by_room.setdefault(room, []).append(self._entry(process, member))
-        args: list[str | float | int] = [now + self.ttl_s, now, self._key_ttl()]
-        for room_entries in by_room.values():
-            args.append(len(room_entries))
-            args.extend(room_entries)
-        await self._refresh(keys=[_key(room) for room in by_room], args=args)
+        groups = json.dumps(list(by_room.values()), separators=(",", ":"), ensure_ascii=False)
+        await self._refresh(
+            keys=[_key(room) for room in by_room], args=[now + self.ttl_s, now, self._key_ttl(), groups]
+        )
 
     def _entry(self, process: str, member: Member) -> str:
         entry = self._entries.get((process, member))

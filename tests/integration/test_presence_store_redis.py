@@ -22,7 +22,7 @@ async def test_the_refresh_rescores_every_rooms_entries_and_drops_the_expired(st
     # One room past what one unpack() can take (8,000 values), so the script must chunk its ZADDs.
     members = {
         rooms[0]: [Member(name=f"m{i}", id=f"g{i}") for i in range(4500)],
-        rooms[1]: [Member(name="Zoë 'z' \"q\"", id="u7")],
+        rooms[1]: [Member(name="Zoë 'z' \"q\" \\ 🦊", id="u7")],
         rooms[2]: [Member(name=f"n{i}", id=f"c{i}") for i in range(3)],
     }
     entries = [(room, member) for room, found in members.items() for member in found]
