@@ -58,6 +58,7 @@ from daphne.http_protocol import HTTPFactory
 from daphne.ws_protocol import WebSocketFactory, WebSocketProtocol
 from django.conf import settings
 from twisted.internet import tcp
+from twisted.internet.asyncioreactor import AsyncioSelectorReactor
 from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel, _GenericHTTPChannelProtocol
@@ -438,8 +439,29 @@ def when_debugging(highlight: Callable[..., str]) -> Callable[..., str]:
     return highlighted
 
 
+def read_without_log_context(add_reader: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:
+    """The asyncio reactor's ``addReader``, calling a TCP connection's reads without a log context.
+
+    Twisted's asyncio reactor wraps every read in ``callWithLogger``, which copies a context dict
+    so that legacy ``twisted.python.log`` lines during the read name the connection: about a
+    seventh of what an idle socket's ping costs here, for lines daphne does not write. The
+    reactor's own ``_readOrWrite`` still catches and logs an exception and drops the connection.
+    """
+
+    def addReader(reactor: Any, reader: Any) -> None:
+        add_reader(reactor, reader)
+        fd = reactor._readers.get(reader)
+        if fd is not None and type(reader) is tcp.Server:  # asyncio replaces the fd's callback
+            reactor._asyncioEventloop.add_reader(fd, reactor._readOrWrite, reader, True)
+
+    addReader.__wrapped__ = add_reader  # type: ignore[attr-defined]
+    return addReader
+
+
 def install() -> None:
     """Make daphne's command line build ``GuardedServer`` and its ``run()`` the guarded factories."""
+    if not hasattr(AsyncioSelectorReactor.addReader, "__wrapped__"):
+        AsyncioSelectorReactor.addReader = read_without_log_context(AsyncioSelectorReactor.addReader)  # type: ignore[method-assign]
     autobahn_protocol.pformat = pformat_when_debugging  # type: ignore[assignment]
     # Both modules import the highlighters by name: the Twisted one styles three values for a
     # debug line on every read (about a tenth of an idle socket's ping).

@@ -292,3 +292,40 @@ def test_autobahn_highlights_values_only_when_its_debug_lines_are_logged():
         assert highlighted(12345) == hlval(12345)
     finally:
         txaio.set_global_log_level(previous)
+
+
+def test_a_tcp_connections_reads_are_called_without_twisteds_log_context():
+    from twisted.internet import tcp
+    from twisted.internet.asyncioreactor import AsyncioSelectorReactor
+
+    from chat.daphne_guard import install, read_without_log_context
+
+    install()
+    assert AsyncioSelectorReactor.addReader.__wrapped__ is not None
+    assert not hasattr(AsyncioSelectorReactor.addReader.__wrapped__, "__wrapped__")  # once
+
+    class Loop:
+        def __init__(self) -> None:
+            self.readers: dict[int, tuple] = {}
+
+        def add_reader(self, fd, callback, *args):
+            self.readers[fd] = (callback, *args)
+
+    class Reactor:
+        def __init__(self) -> None:
+            self._readers: dict = {}
+            self._asyncioEventloop = Loop()
+
+        def _readOrWrite(self, selectable, read):  # the reactor's own, which catches and logs
+            return None
+
+    def twisted_add_reader(reactor, reader):  # Twisted's: every read through callWithLogger
+        reactor._readers[reader] = 7 if isinstance(reader, tcp.Server) else 8
+        reactor._asyncioEventloop.add_reader(reactor._readers[reader], "callWithLogger", reader)
+
+    reactor, connection, other = Reactor(), tcp.Server.__new__(tcp.Server), object()
+    add_reader = read_without_log_context(twisted_add_reader)
+    add_reader(reactor, connection)
+    add_reader(reactor, other)
+    assert reactor._asyncioEventloop.readers[7] == (reactor._readOrWrite, connection, True)
+    assert reactor._asyncioEventloop.readers[8] == ("callWithLogger", other)
