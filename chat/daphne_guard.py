@@ -26,6 +26,9 @@ through autobahn's general path (which formats debug arguments for every frame) 
 writing around one ``send``). Whatever the kernel does not take is queued in the transport as
 before, so the outbound backlog the guard reads is the same.
 
+Reads, for speed too: a TCP connection's reads are called without the legacy log context
+Twisted's asyncio reactor sets up around each one (``read_without_log_context``).
+
 Idle sockets, for memory: once a socket is open, the upgrade request its HTTP channel would
 keep for the socket's life, what autobahn kept of the handshake and daphne's fired deferred are
 let go, and autobahn's send queue is a list: about 3.5 KiB a socket (6.5 with the queue of
