@@ -109,7 +109,6 @@ class PingAnswering:
         STATE_OPEN: int
         transport: Any
         application_queue: Any
-        last_ping: float
         data: bytes  # what autobahn has read and not yet parsed
         current_frame: Any
         inside_message: bool
@@ -163,7 +162,8 @@ class PingAnswering:
         if socket.throttle.check(protocol.PING, now) > 0.0:
             return False
         socket.last_seen = now
-        self.last_ping = time.time()
+        # daphne's ``last_ping`` is not moved here: its timeout walk leaves this socket to the
+        # heartbeat, and moves it itself when it looks (``GuardedWebSocketProtocol.check_timeouts``).
         stats.frame_in(protocol.PING)
         stats.frame_out(protocol.PONG)
         self.serverSend(pong)
