@@ -43,6 +43,24 @@ async def drain_presence(sockets, quiet_s: float = 0.5) -> None:
     await asyncio.gather(*(drain(ws) for ws in sockets))
 
 
+async def presence_reads_settled(client: redis.Redis, quiet_s: float = 1.0, limit_s: float = 10.0) -> None:
+    """Wait until no hub has read a room's members (``ZRANGEBYSCORE``) for ``quiet_s``.
+
+    A hub told of another process's arrivals reads the room once its batch window ends (0.5 s
+    at 200 members, chat/hub/roster.py); when nothing changed it sends no frame, so quiet
+    sockets do not prove the read is done.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit_s
+    last, since = command_calls(client).get("zrangebyscore", 0), loop.time()
+    while loop.time() - since < quiet_s:
+        assert loop.time() < deadline, "presence reads went on for 10 s"
+        await asyncio.sleep(0.1)
+        calls = command_calls(client).get("zrangebyscore", 0)
+        if calls != last:
+            last, since = calls, loop.time()
+
+
 async def nothing_more_presence(ws, quiet_s: float) -> bool:
     """True when no presence frame arrives for ``quiet_s`` (other frames are read and dropped)."""
     try:
@@ -91,11 +109,13 @@ async def test_redis_commands_per_message_do_not_grow_with_subscribers(daphne, r
         sockets += await subscribe_many(urls[0], room, 10)
         sockets += await subscribe_many(urls[1], room, 10)
         await drain_presence(sockets)
+        await presence_reads_settled(client)
         small = await one_message_cost(client, sockets[0], sockets, room, "small")
 
         sockets += await subscribe_many(urls[0], room, 90)
         sockets += await subscribe_many(urls[1], room, 90)
         await drain_presence(sockets)
+        await presence_reads_settled(client)
         large = await one_message_cost(client, sockets[0], sockets, room, "large")
     finally:
         await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
