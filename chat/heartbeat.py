@@ -60,7 +60,7 @@ class HeartbeatMonitor:
     def register(self, conn: Watched) -> None:
         conn.last_seen = time.monotonic()
         self.next_ping[conn] = conn.last_seen
-        self.horizon = min(self.horizon, conn.last_seen + self.ping_after_s)
+        self.horizon = min(self.horizon, self._due_at(conn.last_seen, conn.last_seen))
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._sweep(), name="ripple-heartbeat")
 
@@ -70,9 +70,15 @@ class HeartbeatMonitor:
             self._task.cancel()
             self._task = None
 
+    def _due_at(self, last_seen: float, ping_at: float) -> float:
+        """The earliest moment a connection left alone may need something: its close, or its
+        ping (not before ``ping_at``, nor before it has been quiet long enough)."""
+        return min(last_seen + self.interval_s + self.timeout_s, max(ping_at, last_seen + self.ping_after_s))
+
     async def _sweep(self) -> None:
         silent_s = self.interval_s + self.timeout_s
         ping_after_s = self.ping_after_s
+        due_at = self._due_at
         while self.next_ping:
             await asyncio.sleep(self.tick_s)
             now = time.monotonic()
@@ -80,8 +86,6 @@ class HeartbeatMonitor:
                 continue
             expired: list[Watched] = []
             due: list[Watched] = []
-            # The earliest moment a connection left alone now may need something: its close
-            # (last_seen + silent_s) or its ping (not before ping_at, nor before it is quiet).
             horizon = now + silent_s
             for conn, ping_at in self.next_ping.items():
                 seen = conn.last_seen
@@ -90,13 +94,9 @@ class HeartbeatMonitor:
                 elif now >= ping_at and now - seen >= ping_after_s:
                     due.append(conn)
                 else:
-                    quiet_at = seen + ping_after_s
-                    earliest = min(seen + silent_s, ping_at if ping_at > quiet_at else quiet_at)
-                    if earliest < horizon:
-                        horizon = earliest
+                    horizon = min(horizon, due_at(seen, ping_at))
             for conn in due:  # pinged now: their next ping waits an interval
-                seen = conn.last_seen
-                horizon = min(horizon, seen + silent_s, max(now + self.interval_s, seen + ping_after_s))
+                horizon = min(horizon, due_at(conn.last_seen, now + self.interval_s))
             self.horizon = horizon
             for conn in expired:
                 self.next_ping.pop(conn, None)
