@@ -68,7 +68,7 @@ from twisted.web.http import HTTPChannel, _GenericHTTPChannelProtocol
 
 from project.serving import MAX_WEBSOCKET_INCOMING_MESSAGE_BYTES
 
-from .daphne_pings import PingAnswering
+from .daphne_pings import LONE_FRAME_MAX_BYTES, PingAnswering
 from .daphne_server import GuardedServer
 from .limits import transport_backlog_bytes
 from .logs import log_event
@@ -294,8 +294,22 @@ class GuardedWebSocketProtocol(WebSocketProtocol, PingAnswering):
             self.application_deferred = None
 
     def dataReceived(self, data: bytes) -> None:
-        if self.muted or not self.answered_on_arrival(data):
+        if self.muted or not self.read_on_arrival(data):
             super().dataReceived(data)
+
+    def lone_frame_limit(self) -> int:
+        # autobahn's limits (0: none) and the incoming one applied in onMessageFrameBegin.
+        return min(
+            LONE_FRAME_MAX_BYTES,
+            MAX_WEBSOCKET_INCOMING_MESSAGE_BYTES,
+            self.maxFramePayloadSize or LONE_FRAME_MAX_BYTES,
+            self.maxMessagePayloadSize or LONE_FRAME_MAX_BYTES,
+        )
+
+    def deliver_text(self, text: str) -> None:
+        # daphne's onMessage, for a frame already decoded (the muted check is dataReceived's).
+        self.last_ping = time.time()
+        self.application_queue.put_nowait({"type": "websocket.receive", "text": text})
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         if isBinary or self.muted or not self.answered_at_transport(payload):

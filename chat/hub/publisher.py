@@ -3,12 +3,14 @@
 channels_redis' pub/sub layer sends each ``group_send`` as a ``PUBLISH`` of its own and waits
 for the answer under its shard's lock, so under load the sends queue up one round trip each,
 and each costs redis-py's whole command path. Here a send that finds another one in flight on
-its shard waits for it, then goes with every send queued meanwhile in one pipeline. A lone send
-costs what it did; n sends queued behind one cost one round trip, not n. Order is kept: a batch
-is written in the order its sends were made, and a shard's batches go one after another.
+its shard waits for it, then goes with every send queued meanwhile in one write. A lone send
+costs one round trip; n sends queued behind one cost one round trip, not n. Order is kept: a
+batch is written in the order its sends were made, and a shard's batches go one after another.
+Every write goes on one connection of the shard's pool that the publisher holds, written and
+read directly (``ShardPublisher._connection``), not through redis-py's command path.
 
 Only channels_redis' ``RedisPubSubChannelLayer`` is batched: this reads its internals (a
-group's channel name and shard, its serializer, the shard's Redis client and lock), checked
+group's channel name and shard, its serializer, the shard's Redis pool), checked
 once per layer (``batched_layer``; tests/integration/test_publish_batches.py fails if the
 installed channels_redis no longer has them). Every other layer (the core layer, the in-memory
 one) gets ``group_send`` unchanged.
@@ -20,11 +22,15 @@ import asyncio
 import logging
 from typing import Any
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
 logger = logging.getLogger(__name__)
 
 # What the batching reads of channels_redis.pubsub: the per-loop layer's, and a shard's.
 LOOP_LAYER_NEEDS = ("_get_group_channel_name", "_get_shard", "_shards")
-SHARD_NEEDS = ("_lock", "_ensure_redis")
+SHARD_NEEDS = ("_ensure_redis",)
 
 
 class ShardPublisher:
@@ -36,6 +42,8 @@ class ShardPublisher:
         # Sends waiting for the round trip in flight: (channel, payload, future).
         self.queued: list[tuple[str, bytes, asyncio.Future[None]]] = []
         self._flush_task: asyncio.Task[None] | None = None
+        # The shard's pool and the connection this publisher holds of it (``_connection``).
+        self._held: tuple[Any, Any] | None = None
         # Round trips made, and sends they carried (tests and docs/benchmarks.md read them).
         self.round_trips = 0
         self.sent = 0
@@ -83,18 +91,47 @@ class ShardPublisher:
             self._flush_task = None
 
     async def _write(self, batch: list[tuple[str, bytes]]) -> None:
-        shard = self.shard
-        async with shard._lock:
-            shard._ensure_redis()
-            if len(batch) == 1:
-                await shard._redis.publish(*batch[0])
+        """PUBLISH ``batch`` in one write on this publisher's own connection; once more, on a new
+        connection, if that one fails (a repeat is harmless: hubs drop a ``seq`` they have)."""
+        for attempt in (1, 2):
+            pool, connection = await self._connection()
+            try:
+                await connection.send_packed_command(
+                    connection.pack_commands([("PUBLISH", channel, payload) for channel, payload in batch]),
+                    check_health=False,
+                )
+                for _ in batch:
+                    await connection.read_response()
+            except (RedisConnectionError, RedisTimeoutError, OSError):
+                self._held = None
+                await connection.disconnect()
+                await pool.release(connection)
+                if attempt == 2:
+                    raise
+            except ResponseError:
+                # Its batch's other replies are still unread: start the next write afresh.
+                await connection.disconnect()
+                raise
             else:
-                pipe = shard._redis.pipeline(transaction=False)
-                for channel, payload in batch:
-                    pipe.publish(channel, payload)
-                await pipe.execute()
+                break
         self.round_trips += 1
         self.sent += len(batch)
+
+    async def _connection(self) -> tuple[Any, Any]:
+        """The shard's pool, and a connection of it held for publishing alone.
+
+        redis-py's ``publish`` takes a connection from the pool and gives it back around every
+        command, through its retry wrapper and its reply callbacks: about two thirds of what a
+        ``PUBLISH`` cost the event loop (docs/benchmarks.md). The connection is the pool's, so
+        it closes when the shard's pool does (``flush``); a new pool gets a new one.
+        """
+        shard = self.shard
+        shard._ensure_redis()
+        pool = shard._redis.connection_pool
+        held = self._held
+        if held is None or held[0] is not pool:
+            self._held = held = (pool, await pool.get_connection())
+        return held
 
 
 # The attribute each shard keeps its publisher in (a shard belongs to one event loop's layer,

@@ -4,6 +4,7 @@ import asyncio
 import socket
 
 import pytest
+import redis.asyncio
 from channels_redis.pubsub import RedisPubSubChannelLayer
 
 from chat.hub import publisher
@@ -60,6 +61,44 @@ async def test_a_burst_goes_in_few_round_trips_and_arrives_whole_and_in_order(re
         assert sent_by.round_trips <= 4 and sent_by.sent == count + 1
     finally:
         await layer.flush()
+
+
+async def test_sends_go_on_one_held_connection_and_survive_it_being_killed(redis_url):
+    layer = pubsub_layer(redis_url)
+    admin = redis.asyncio.Redis.from_url(redis_url)
+    try:
+        channel = await layer.new_channel()
+        await layer.group_add(room_group("held"), channel)
+        await publisher.group_send(layer, room_group("held"), {"type": EVENT_MESSAGE, "seq": 1})
+        loop_layer = layer._get_layer()
+        shard = loop_layer._get_shard(loop_layer._get_group_channel_name(room_group("held")))
+        sent_by = publisher.shard_publisher(shard)
+        _, held = sent_by._held
+        for seq in (2, 3):
+            await publisher.group_send(layer, room_group("held"), {"type": EVENT_MESSAGE, "seq": seq})
+        assert sent_by._held[1] is held  # the same connection every time
+        # Redis drops it (a restart, a proxy, CLIENT KILL): the next send goes on a new one.
+        killed = await admin.execute_command("CLIENT", "KILL", "ID", await held_client_id(admin, held))
+        assert killed == 1
+        await asyncio.wait_for(
+            publisher.group_send(layer, room_group("held"), {"type": EVENT_MESSAGE, "seq": 4}), 10
+        )
+        received = [(await asyncio.wait_for(layer.receive(channel), 5))["seq"] for _ in range(4)]
+        assert received == [1, 2, 3, 4]
+        assert sent_by.sent == 4
+    finally:
+        await admin.aclose()
+        await layer.flush()
+
+
+async def held_client_id(admin, held) -> int:
+    """The Redis client id of the publisher's connection, found by its local port."""
+    port = held._writer.get_extra_info("sockname")[1]
+    for line in (await admin.execute_command("CLIENT", "LIST")).decode().splitlines():
+        fields = dict(field.split("=", 1) for field in line.split(" ") if "=" in field)
+        if fields["addr"].endswith(f":{port}"):
+            return int(fields["id"])
+    raise AssertionError(f"no client on local port {port}")
 
 
 async def test_when_redis_is_away_every_queued_send_fails_and_none_waits_forever():

@@ -7,7 +7,14 @@ import time
 import pytest
 
 from chat import protocol
-from chat.daphne_pings import CANONICAL_PING, PLAIN_PING_MAX_BYTES, PingAnswering, lone_text_frame, pong_for
+from chat.daphne_pings import (
+    CANONICAL_PING,
+    LONE_FRAME_MAX_BYTES,
+    PLAIN_PING_MAX_BYTES,
+    PingAnswering,
+    lone_text_frame,
+    pong_for,
+)
 from chat.daphne_server import ApplicationQueue
 from chat.stats import stats
 from chat.throttle import Throttle
@@ -53,6 +60,10 @@ class Protocol(PingAnswering):
         self.current_frame = None
         self.inside_message = False
         self.trafficStats = TrafficStats()
+        self.delivered: list[str] = []
+
+    def deliver_text(self, text: str) -> None:
+        self.delivered.append(text)
 
     def serverSend(self, content: str | bytes, binary: bool = False) -> None:
         self.sent.append(content)
@@ -169,18 +180,26 @@ def test_the_pong_is_the_consumers_whether_or_not_the_ping_is_in_the_clients_for
     assert (CANONICAL_PING.fullmatch(payload) is not None) == canonical
 
 
-# Answered on arrival: one read holding exactly one whole masked text frame.
+# Read on arrival: one read holding exactly one whole masked text frame.
 
 
 @pytest.mark.parametrize(
     "payload", [b"", b"a", b"ab", b"abc", b"abcd", b'{"type":"ping","t":1}', b"x" * PLAIN_PING_MAX_BYTES]
 )
 def test_a_lone_text_frame_is_unmasked_to_its_payload(payload):
-    if len(payload) > 125:
-        assert lone_text_frame(client_frame(1, payload)) is None  # an extended length: not lone
-        return
     for _ in range(20):  # a new random mask each time
         assert lone_text_frame(client_frame(1, payload)) == payload
+
+
+@pytest.mark.parametrize("length", [125, 126, 127, 1000, 4099, LONE_FRAME_MAX_BYTES])
+def test_a_lone_text_frame_with_a_16_bit_length_is_read_up_to_the_limit(length):
+    payload = bytes((i * 7) % 256 for i in range(length))
+    frame = client_frame(1, payload)
+    assert lone_text_frame(frame, LONE_FRAME_MAX_BYTES) == payload
+    assert lone_text_frame(frame, length) == payload
+    assert lone_text_frame(frame, length - 1) is None  # over the limit: autobahn's
+    assert lone_text_frame(frame[:-1], LONE_FRAME_MAX_BYTES) is None  # not whole yet
+    assert lone_text_frame(frame + frame, LONE_FRAME_MAX_BYTES) is None  # two frames
 
 
 @pytest.mark.parametrize(
@@ -193,37 +212,70 @@ def test_a_lone_text_frame_is_unmasked_to_its_payload(payload):
         bytes([0x81, len(b'{"type":"ping"}')]) + b'{"type":"ping"}',  # unmasked
         client_frame(1, b'{"type":"ping"}') * 2,  # two frames in one read
         client_frame(1, b'{"type":"ping"}')[:-1],  # a frame not whole yet
-        client_frame(1, b"x" * 200),
+        bytes([0x81, 0x80 | 126, 0, 5]) + b"mask" + b"hello",  # a 16-bit length under 126
+        bytes([0x81, 0x80 | 127]) + (200).to_bytes(8, "big") + b"mask" + b"x" * 200,  # 64-bit
+        bytes([0x81, 0x80 | 126, 0]),  # a length cut short
         b"\x81",
     ],
 )
 def test_anything_else_is_not_a_lone_text_frame(data):
     assert lone_text_frame(data) is None
+    assert lone_text_frame(data, LONE_FRAME_MAX_BYTES) is None
+
+
+def test_a_text_frame_over_the_limit_is_not_lone():
+    assert lone_text_frame(client_frame(1, b"x" * 200)) is None  # the default: a plain ping's
+    assert lone_text_frame(client_frame(1, b"x" * 200), 199) is None
 
 
 async def test_a_ping_frame_read_alone_is_answered_before_autobahn_reads_it(waiting):
     proto, socket = waiting
     frame = client_frame(1, b'{"type":"ping","t":5,"ref":"z"}')
-    assert proto.answered_on_arrival(frame)
+    assert proto.read_on_arrival(frame)
     assert proto.sent == [protocol.pong(5, "z")] and socket.last_seen > 0
+    assert proto.delivered == []
     assert proto.trafficStats.incomingOctetsWireLevel == len(frame)
 
 
-async def test_a_ping_frame_is_left_to_autobahn_when_its_reader_is_mid_frame_or_mid_message(waiting):
+async def test_any_other_text_frame_read_alone_goes_to_the_application_without_autobahn(waiting):
+    proto, socket = waiting
+    body = '{"type":"message","room":"r","body":"' + "é" * 300 + '","client_id":"c1"}'
+    frame = client_frame(1, body.encode())
+    assert proto.read_on_arrival(frame)
+    assert proto.delivered == [body] and proto.sent == []
+    assert proto.trafficStats.incomingOctetsWireLevel == len(frame)
+    # A ping the transport may not answer (the consumer is not waiting) goes to the application.
+    socket.state = CLOSING
+    assert proto.read_on_arrival(client_frame(1, b'{"type":"ping","t":5}'))
+    assert proto.delivered == [body, '{"type":"ping","t":5}'] and proto.sent == []
+
+
+async def test_a_text_frame_that_is_not_utf8_is_left_to_autobahn(waiting):
+    proto, _ = waiting
+    assert not proto.read_on_arrival(client_frame(1, b'{"type":"message","body":"\xff\xfe"}'))
+    assert not proto.read_on_arrival(client_frame(1, "é".encode()[:1]))
+    assert proto.delivered == [] and proto.trafficStats.incomingOctetsWireLevel == 0
+
+
+async def test_a_frame_is_left_to_autobahn_when_its_reader_is_mid_frame_or_mid_message_or_not_open(waiting):
     proto, _ = waiting
     frame = client_frame(1, b'{"type":"ping","t":5}')
+    message = client_frame(1, b'{"type":"message"}')
     proto.data = b"\x81"  # the start of a frame read before
-    assert not proto.answered_on_arrival(frame)
+    assert not proto.read_on_arrival(frame) and not proto.read_on_arrival(message)
     proto.data = b""
     proto.inside_message = True  # a fragmented message is open: a new text frame is an error
-    assert not proto.answered_on_arrival(frame)
+    assert not proto.read_on_arrival(frame) and not proto.read_on_arrival(message)
     proto.inside_message = False
     proto.current_frame = object()
-    assert not proto.answered_on_arrival(frame)
+    assert not proto.read_on_arrival(frame) and not proto.read_on_arrival(message)
     proto.current_frame = None
-    assert not proto.answered_on_arrival(client_frame(1, b'{"type":"message"}'))
-    assert proto.sent == [] and proto.trafficStats.incomingOctetsWireLevel == 0
-    assert proto.answered_on_arrival(frame)
+    proto.state = proto.STATE_OPEN + 1  # closing
+    assert not proto.read_on_arrival(frame) and not proto.read_on_arrival(message)
+    proto.state = proto.STATE_OPEN
+    assert proto.sent == [] and proto.delivered == [] and proto.trafficStats.incomingOctetsWireLevel == 0
+    assert proto.read_on_arrival(frame) and proto.read_on_arrival(message)
+    assert len(proto.sent) == 1 and proto.delivered == ['{"type":"message"}']
 
 
 # The queue.
