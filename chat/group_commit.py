@@ -18,15 +18,36 @@ stored together in the next hop, each in a savepoint of one transaction, committ
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Callable
+from concurrent.futures import Executor
 from typing import Generic, TypeVar
 from weakref import WeakKeyDictionary
 
+from asgiref.sync import AsyncToSync, SyncToAsync
 from channels.db import database_sync_to_async
-from django.db import transaction
+from django.db import close_old_connections, transaction
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+def database_thread(loop: asyncio.AbstractEventLoop) -> Executor | None:
+    """The executor ``database_sync_to_async`` would run a call made here in, when that is its
+    one database thread (a server's event loop); None inside ``async_to_sync`` or a
+    thread-sensitive context (Django's HTTP handler, some tests), where it picks otherwise.
+
+    Handing the batch to that thread directly keeps its database connection and costs the
+    event loop a third of what ``database_sync_to_async``'s machinery does (a task, a shield,
+    its context bookkeeping: docs/benchmarks.md).
+    """
+    if getattr(AsyncToSync.executors, "current", None) is not None:
+        return None
+    if SyncToAsync.thread_sensitive_context.get(None) is not None:
+        return None
+    if loop in AsyncToSync.loop_thread_executors:
+        return None
+    return SyncToAsync.single_thread_executor
 
 
 class _Queue(Generic[T, R]):
@@ -34,7 +55,7 @@ class _Queue(Generic[T, R]):
 
     def __init__(self) -> None:
         self.waiting: list[tuple[T, asyncio.Future[R]]] = []
-        self.in_flight: asyncio.Task[list[tuple[bool, object]]] | None = None
+        self.in_flight: asyncio.Future[list[tuple[bool, object]]] | None = None
 
 
 class GroupCommit(Generic[T, R]):
@@ -61,17 +82,23 @@ class GroupCommit(Generic[T, R]):
 
     def _start(self, queue: _Queue[T, R]) -> None:
         batch, queue.waiting = queue.waiting, []
-        task = asyncio.get_running_loop().create_task(
-            database_sync_to_async(self._store_batch)([item for item, _ in batch])
-        )
-        queue.in_flight = task
-        task.add_done_callback(lambda finished: self._settle(queue, batch, finished))
+        items = [item for item, _ in batch]
+        loop = asyncio.get_running_loop()
+        executor = database_thread(loop)
+        in_flight: asyncio.Future[list[tuple[bool, object]]]
+        if executor is None:
+            in_flight = loop.create_task(database_sync_to_async(self._store_batch)(items))
+        else:
+            context = contextvars.copy_context()
+            in_flight = loop.run_in_executor(executor, context.run, self._run_batch, items)
+        queue.in_flight = in_flight
+        in_flight.add_done_callback(lambda finished: self._settle(queue, batch, finished))
 
     def _settle(
         self,
         queue: _Queue[T, R],
         batch: list[tuple[T, asyncio.Future[R]]],
-        finished: asyncio.Task[list[tuple[bool, object]]],
+        finished: asyncio.Future[list[tuple[bool, object]]],
     ) -> None:
         queue.in_flight = None
         if finished.cancelled():
@@ -93,6 +120,14 @@ class GroupCommit(Generic[T, R]):
                     done.set_exception(value)
         if queue.waiting:
             self._start(queue)
+
+    def _run_batch(self, items: list[T]) -> list[tuple[bool, object]]:
+        """``_store_batch`` as ``database_sync_to_async`` runs it: stale connections closed around it."""
+        close_old_connections()
+        try:
+            return self._store_batch(items)
+        finally:
+            close_old_connections()
 
     def _store_batch(self, items: list[T]) -> list[tuple[bool, object]]:
         """In the database thread: every item, each in a savepoint of one transaction."""

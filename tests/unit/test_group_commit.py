@@ -1,11 +1,16 @@
 """Messages queued behind a write share its next transaction (chat/group_commit.py), on a real database."""
 
 import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from asgiref.sync import SyncToAsync, async_to_sync
 from channels.db import database_sync_to_async
+from django.db import connection
 
 from chat import services
+from chat.group_commit import GroupCommit, database_thread
 from chat.models import Message, Room
 from tests.support import validators
 
@@ -104,3 +109,38 @@ async def test_a_lone_write_goes_at_once_in_a_batch_of_its_own():
     posted = await asyncio.wait_for(accept(room, "l0"), 10)
     assert posted.created and posted.message.seq == 1
     assert (services.message_writes.batches, services.message_writes.writes) == (before[0] + 1, before[1] + 1)
+
+
+def thread_and_connection() -> tuple[int, int]:
+    return threading.get_ident(), id(connection.connection)
+
+
+async def test_a_batch_runs_in_the_thread_and_on_the_connection_of_every_other_database_call():
+    """Handed to the executor directly, a batch still runs where ``database_sync_to_async``
+    runs everything else, so on the same database connection."""
+    loop = asyncio.get_running_loop()
+    assert database_thread(loop) is SyncToAsync.single_thread_executor
+    seen = []
+
+    def store(item):
+        seen.append((item, *thread_and_connection()))
+        return item
+
+    writes = GroupCommit(store)
+    await database_sync_to_async(Room.objects.count)()  # opens that thread's connection
+    other = await database_sync_to_async(thread_and_connection)()
+    assert await writes.submit("a") == "a"
+    assert seen == [("a", *other)]
+
+    # Inside async_to_sync the thread is the sync caller's, as asgiref chooses it.
+    async def submit_from_async_to_sync():
+        assert database_thread(asyncio.get_running_loop()) is None
+        return await writes.submit("b")
+
+    def sync_caller():
+        assert async_to_sync(submit_from_async_to_sync)() == "b"
+        return threading.get_ident()
+
+    with ThreadPoolExecutor(1) as pool:
+        caller = await loop.run_in_executor(pool, sync_caller)
+    assert seen[-1][:2] == ("b", caller)
