@@ -11,10 +11,13 @@
 - ``fallback``: the HTTP fallback streams held here and the POSTed frames routed to them.
 - ``draining``: sending this process's sockets away (4512).
 - ``core``: ``RoomHub`` composing them, and ``get_hub``.
+- ``publisher`` and ``receiving``: channels_redis' pub/sub layer, sending in batches on a held
+  connection and receiving without a timer per message.
 
 ``from chat import hub`` keeps working: the names other modules use are re-exported here.
 """
 
+from . import receiving
 from .core import RoomHub, get_hub
 from .draining import DRAIN_GRACE_S, Draining
 from .events import (
@@ -82,3 +85,5 @@ __all__ = [
     "room_group",
     "typing_publish",
 ]
+
+receiving.install()

@@ -7,7 +7,7 @@ import pytest
 import redis.asyncio
 from channels_redis.pubsub import RedisPubSubChannelLayer
 
-from chat.hub import publisher
+from chat.hub import publisher, receiving
 from chat.hub.events import EVENT_MESSAGE, room_group
 
 
@@ -99,6 +99,29 @@ async def held_client_id(admin, held) -> int:
         if fields["addr"].endswith(f":{port}"):
             return int(fields["id"])
     raise AssertionError(f"no client on local port {port}")
+
+
+async def test_the_receive_loop_waits_for_the_next_message_without_a_timer(redis_url):
+    assert receiving.installed_layer_fits()
+    layer = pubsub_layer(redis_url)
+    admin = redis.asyncio.Redis.from_url(redis_url)
+    try:
+        channel = await layer.new_channel()
+        await layer.group_add(room_group("recv"), channel)
+        await publisher.group_send(layer, room_group("recv"), {"type": EVENT_MESSAGE, "seq": 1})
+        assert (await asyncio.wait_for(layer.receive(channel), 5))["seq"] == 1
+        loop_layer = layer._get_layer()
+        shard = loop_layer._get_shard(loop_layer._get_group_channel_name(room_group("recv")))
+        assert shard._receive_task.get_coro().__name__ == "receive_without_timer"
+        # Waiting for the next message arms no timer (channels_redis' own loop did, every 0.1 s).
+        await asyncio.sleep(0.3)
+        loop = asyncio.get_running_loop()
+        assert not [handle for handle in loop._scheduled if not handle.cancelled()]  # type: ignore[attr-defined]
+        await publisher.group_send(layer, room_group("recv"), {"type": EVENT_MESSAGE, "seq": 2})
+        assert (await asyncio.wait_for(layer.receive(channel), 5))["seq"] == 2
+    finally:
+        await admin.aclose()
+        await layer.flush()
 
 
 async def test_when_redis_is_away_every_queued_send_fails_and_none_waits_forever():
