@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import uuid
 from collections.abc import Callable
@@ -13,8 +14,17 @@ from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.core.signals import setting_changed
-from django.db import IntegrityError, connection, transaction
-from django.db.models import Field
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import (
+    BooleanField,
+    CharField,
+    DateTimeField,
+    Field,
+    ForeignKey,
+    PositiveBigIntegerField,
+    TextField,
+)
 from django.dispatch import receiver
 from django.utils import timezone
 from django.utils.module_loading import import_string
@@ -138,23 +148,25 @@ def message_store(
     if not protocol.CLIENT_ID_RE.fullmatch(client_id):
         raise InvalidClientId("invalid client_id")
     now = timezone.now()
+    message = Message(
+        room=room,
+        seq=0,  # taken in the transaction
+        user_id=user_id,
+        author=author,
+        body=body,
+        client_id=client_id,
+        sent_at=now,
+        system=system,
+        author_key=author_key,
+    )
     try:
-        with transaction.atomic():
-            seq = _take_next_seq(room.pk, now)
-            if seq is None:
-                raise RoomClosed(room.slug)
-            message = Message(
-                room=room,
-                seq=seq,
-                user_id=user_id,
-                author=author,
-                body=body,
-                client_id=client_id,
-                sent_at=now,
-                system=system,
-                author_key=author_key,
-            )
-            _insert_message(message)
+        db = connections[DEFAULT_DB_ALIAS]
+        db.ensure_connection()
+        if db.in_atomic_block or not db.autocommit or db.vendor not in ("sqlite", "postgresql"):
+            with transaction.atomic():
+                _take_seq_and_insert(message)
+        else:
+            _take_seq_and_insert_alone(db, message)
         return Posted(message=message, created=True, room_slug=room.slug)
     except (IntegrityError, RoomClosed):
         # A re-send is answered with its earlier copy, even in a room closed since.
@@ -191,17 +203,105 @@ def _same_sender(earlier: Message, *, author_key: str | None, author: str, user_
     return author_key == earlier_key
 
 
-def _take_next_seq(room_id: int, now: datetime) -> int | None:
-    """Increment the room's ``last_seq`` and return it; None when the room is closed or gone.
+def _take_seq_and_insert(message: Message) -> None:
+    """Give ``message`` the room's next ``seq`` and INSERT it, inside the caller's transaction.
 
-    One ``UPDATE ... RETURNING``: the row lock it takes (PostgreSQL), or the write lock taken
-    at ``BEGIN IMMEDIATE`` (SQLite), serialises the room's writers until commit, so each
-    ``seq`` is handed out exactly once.
+    The ``UPDATE ... RETURNING`` takes the room's row lock (PostgreSQL), or the write lock
+    taken at ``BEGIN IMMEDIATE`` (SQLite) serialises the room's writers until commit, so each
+    ``seq`` is handed out exactly once. ``RoomClosed`` when the room is closed or gone.
+
+    The INSERT is a statement built once (``Message.objects.create`` compiles it anew on every
+    call: 140 µs of the 320 µs a message cost in a batch of ten on SQLite, docs/benchmarks.md);
+    values are prepared by the model's own fields, as ``save()`` would. Like ``bulk_create``,
+    no ``pre_save``/``post_save`` signal is sent: nothing in Ripple listens for messages
+    (chat/signals.py matches rooms and memberships only).
     """
     with connection.cursor() as cursor:
-        cursor.execute(_next_seq_sql(), [connection.ops.adapt_datetimefield_value(now), room_id])
+        cursor.execute(
+            _next_seq_sql(), [connection.ops.adapt_datetimefield_value(message.sent_at), message.room_id]
+        )
         row = cursor.fetchone()
-    return None if row is None else int(row[0])
+        if row is None:
+            raise RoomClosed(message.room.slug)
+        message.seq = int(row[0])
+        fields, sql = _insert_message_sql()
+        cursor.execute(
+            sql, [field.get_db_prep_save(getattr(message, field.attname), connection) for field in fields]
+        )
+        message.pk = cursor.fetchone()[0]
+    message._state.adding = False
+    message._state.db = connection.alias
+
+
+def _take_seq_and_insert_alone(db: BaseDatabaseWrapper, message: Message) -> None:
+    """``_take_seq_and_insert`` in a transaction of its own, on the driver's connection.
+
+    The same statements as Django would send, between a ``BEGIN`` (SQLite: the configured
+    ``transaction_mode``, IMMEDIATE) and a ``COMMIT``, on a cursor of the DB-API connection:
+    ``transaction.atomic`` and Django's cursor wrappers cost twice what SQLite's work does
+    (docs/benchmarks.md). Errors are Django's (``wrap_database_errors``), and anything that
+    fails rolls the transaction back before it is raised. Only used on a connection that is
+    open, in autocommit mode and outside any atomic block, so Django's view of it stays true.
+    """
+    fields, begin, next_seq, insert = _alone_sql(db.vendor, getattr(db, "transaction_mode", None))
+    with db.wrap_database_errors:
+        cursor = db.connection.cursor()
+        try:
+            cursor.execute(begin)
+            try:
+                cursor.execute(next_seq, [db.ops.adapt_datetimefield_value(message.sent_at), message.room_id])
+                row = cursor.fetchone()
+                if row is None:
+                    raise RoomClosed(message.room.slug)
+                message.seq = int(row[0])
+                cursor.execute(
+                    insert, [field.get_db_prep_save(getattr(message, field.attname), db) for field in fields]
+                )
+                message.pk = cursor.fetchone()[0]
+                cursor.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    cursor.execute("ROLLBACK")
+                raise
+        finally:
+            cursor.close()
+    message._state.adding = False
+    message._state.db = db.alias
+
+
+# Fields whose ``get_db_prep_save`` gives a ``str``, ``int`` or ``bool`` value back as it is
+# (exact types: a subclass may prepare differently).
+_PLAIN_FIELDS = frozenset({CharField, TextField, PositiveBigIntegerField, BooleanField, ForeignKey})
+
+
+def _db_values(message: Message, fields: list[Field], db: BaseDatabaseWrapper) -> list[Any]:
+    """What ``field.get_db_prep_save`` gives for each of ``message``'s ``fields``, without its
+    calls where the answer is known: None, a plain value in a plain field, an aware datetime."""
+    values: list[Any] = []
+    for field in fields:
+        value = getattr(message, field.attname)
+        kind = type(value)
+        if value is None or (kind in (str, int, bool) and type(field) in _PLAIN_FIELDS):
+            values.append(value)
+        elif kind is datetime and value.tzinfo is not None and type(field) is DateTimeField:
+            values.append(db.ops.adapt_datetimefield_value(value))
+        else:
+            values.append(field.get_db_prep_save(value, db))
+    return values
+
+
+@functools.cache
+def _alone_sql(vendor: str, transaction_mode: str | None) -> tuple[list[Field], str, str, str]:
+    """The insert's fields, and ``BEGIN``, the seq ``UPDATE`` and the ``INSERT`` as the driver
+    takes them (sqlite3's placeholder is ``?``; the statements hold no other ``%``)."""
+    fields, insert = _insert_message_sql()
+    next_seq = _next_seq_sql()
+    begin = "BEGIN"
+    if vendor == "sqlite":
+        next_seq, insert = next_seq.replace("%s", "?"), insert.replace("%s", "?")
+        if transaction_mode:
+            begin = f"BEGIN {transaction_mode}"
+    return fields, begin, next_seq, insert
 
 
 @functools.cache
@@ -218,25 +318,6 @@ def _next_seq_sql() -> str:
         f"UPDATE {table} SET {last_seq} = {last_seq} + 1, {column('last_message_at')} = %s"  # noqa: S608
         f" WHERE {column('id')} = %s AND {column('closed_at')} IS NULL RETURNING {last_seq}"
     )
-
-
-def _insert_message(message: Message) -> None:
-    """INSERT a new message row with a statement built once, and give ``message`` its id.
-
-    ``Message.objects.create`` compiles the INSERT anew on every call: 140 µs of the 320 µs a
-    message cost in a batch of ten on SQLite (docs/benchmarks.md). Values are prepared by the
-    model's own fields, as ``save()`` would. Like ``bulk_create``, no ``pre_save``/``post_save``
-    signal is sent: nothing in Ripple listens for messages (chat/signals.py matches rooms and
-    memberships only).
-    """
-    fields, sql = _insert_message_sql()
-    values = [field.get_db_prep_save(getattr(message, field.attname), connection) for field in fields]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, values)
-        row = cursor.fetchone()
-    message.pk = row[0]
-    message._state.adding = False
-    message._state.db = connection.alias
 
 
 @functools.cache

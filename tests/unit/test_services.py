@@ -1,4 +1,7 @@
 import pytest
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from chat import selectors, services
 from chat.consumers import REFUSALS
@@ -185,3 +188,83 @@ def test_message_post_refuses_a_misspelt_or_missing_keyword(room):
     with pytest.raises(TypeError, match="missing \\['client_id'\\]"):
         services.message_post(room=room, author="ann", body="hi")
     assert not Message.objects.filter(room=room).exists()
+
+
+# A message stored outside any transaction goes on the driver's connection, in a transaction of
+# its own (services._take_seq_and_insert_alone); inside one it goes through Django's cursor.
+
+
+def idle_in_autocommit() -> bool:
+    """Django's connection is open, in autocommit mode, and the driver holds no transaction."""
+    raw = connection.connection
+    if connection.vendor == "sqlite":
+        open_transaction = raw.in_transaction
+    else:
+        open_transaction = raw.info.transaction_status != 0  # psycopg: IDLE
+    return connection.get_autocommit() and not connection.in_atomic_block and not open_transaction
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_lone_store_takes_its_seq_and_commits_on_the_drivers_connection():
+    room = services.room_get_or_create(slug="alone")
+    with CaptureQueriesContext(connection) as queries:
+        first = store(room, client_id="a1", user_id=None)
+        second = store(room, client_id="a2")
+    assert len(queries) == 0  # nothing went through Django's cursor
+    assert (first.message.seq, second.message.seq) == (1, 2)
+    assert idle_in_autocommit()
+    row = Message.objects.get(pk=second.message.pk)
+    fields = [field.attname for field in Message._meta.concrete_fields]
+    assert [getattr(row, name) for name in fields] == [getattr(second.message, name) for name in fields]
+    assert Room.objects.get(pk=room.pk).last_seq == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_lone_store_that_fails_rolls_back_its_seq_and_leaves_the_connection_idle():
+    room = services.room_get_or_create(slug="alone-fails")
+    first = store(room, client_id="once")
+    again = store(room, client_id="once", body="again")  # the unique index refuses the INSERT
+    assert not again.created and again.message.seq == first.message.seq
+    assert idle_in_autocommit()
+    with pytest.raises(services.ClientIdConflict):
+        store(room, client_id="once", author="bob")
+    assert idle_in_autocommit()
+    assert store(room, client_id="next").message.seq == 2  # no gap: the refused seqs rolled back
+    services.room_close(room=room)
+    with pytest.raises(services.RoomClosed):
+        store(room, client_id="after-close")
+    assert idle_in_autocommit()
+    assert Room.objects.get(pk=room.pk).last_seq == 2
+    assert list(Message.objects.filter(room=room).values_list("seq", flat=True).order_by("seq")) == [1, 2]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_store_inside_a_transaction_is_part_of_it():
+    room = services.room_get_or_create(slug="inside")
+    with pytest.raises(RuntimeError), transaction.atomic():
+        assert store(room, client_id="in").message.seq == 1
+        raise RuntimeError("the caller's transaction fails")
+    assert not Message.objects.filter(room=room).exists()
+    assert Room.objects.get(pk=room.pk).last_seq == 0
+    assert store(room, client_id="in").message.seq == 1
+
+
+@pytest.mark.parametrize("system", [False, True])
+@pytest.mark.parametrize("user", [False, True])
+def test_the_insert_values_are_what_the_fields_would_prepare(db, django_user_model, system, user):
+    room = services.room_get_or_create(slug="values")
+    user_id = django_user_model.objects.create_user("ann").pk if user else None
+    message = Message(
+        room=room,
+        seq=7,
+        user_id=user_id,
+        author="ann ☃",
+        body="x" * 64,
+        client_id="c1",
+        sent_at=timezone.now(),
+        system=system,
+        author_key=None if system else "g-ann",
+    )
+    fields, _ = services._insert_message_sql()
+    expected = [field.get_db_prep_save(getattr(message, field.attname), connection) for field in fields]
+    assert services._db_values(message, fields, connection) == expected
