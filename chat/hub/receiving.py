@@ -18,6 +18,8 @@ import asyncio
 import logging
 from typing import Any
 
+from redis.exceptions import RedisError
+
 logger = logging.getLogger(__name__)
 
 # How often a shard with nothing subscribed looks again (channels_redis' own figure).
@@ -41,6 +43,11 @@ async def receive_without_timer(shard: Any) -> None:
                 await asyncio.sleep(IDLE_POLL_S)
         except (asyncio.CancelledError, GeneratorExit):
             raise
+        except (RedisError, OSError) as error:
+            # Redis restarted or dropped the connection: redis-py connects (and subscribes)
+            # again on the next read; the hub's health check handles a Redis that stays away.
+            logger.warning("the channel layer's Redis connection failed (%s); reading again in 1 s", error)
+            await asyncio.sleep(FAILURE_PAUSE_S)
         except Exception:
             logger.exception("the channel layer's receive loop failed; reading again in 1 s")
             await asyncio.sleep(FAILURE_PAUSE_S)

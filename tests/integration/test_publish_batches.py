@@ -101,7 +101,9 @@ async def held_client_id(admin, held) -> int:
     raise AssertionError(f"no client on local port {port}")
 
 
-async def test_the_receive_loop_waits_for_the_next_message_without_a_timer(redis_url):
+async def test_the_receive_loop_waits_without_a_timer_and_reads_again_after_its_connection_is_killed(
+    redis_url,
+):
     assert receiving.installed_layer_fits()
     layer = pubsub_layer(redis_url)
     admin = redis.asyncio.Redis.from_url(redis_url)
@@ -119,6 +121,17 @@ async def test_the_receive_loop_waits_for_the_next_message_without_a_timer(redis
         assert not [handle for handle in loop._scheduled if not handle.cancelled()]  # type: ignore[attr-defined]
         await publisher.group_send(layer, room_group("recv"), {"type": EVENT_MESSAGE, "seq": 2})
         assert (await asyncio.wait_for(layer.receive(channel), 5))["seq"] == 2
+        # Redis drops the subscriber's connection: the loop reads again on a new one, subscribed
+        # again. (One receive for all the tries: a cancelled receive unsubscribes its channel.)
+        assert await admin.execute_command("CLIENT", "KILL", "TYPE", "pubsub") >= 1
+        received = asyncio.ensure_future(layer.receive(channel))
+        for seq in range(100, 150):
+            await publisher.group_send(layer, room_group("recv"), {"type": EVENT_MESSAGE, "seq": seq})
+            done, _ = await asyncio.wait([received], timeout=0.2)
+            if done:
+                break
+        assert received.done(), "nothing arrived in 10 s after the subscriber's connection was killed"
+        assert received.result()["seq"] >= 100
     finally:
         await admin.aclose()
         await layer.flush()
