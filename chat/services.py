@@ -212,25 +212,30 @@ def _take_seq_and_insert(message: Message) -> None:
 
     The INSERT is a statement built once (``Message.objects.create`` compiles it anew on every
     call: 140 µs of the 320 µs a message cost in a batch of ten on SQLite, docs/benchmarks.md);
-    values are prepared by the model's own fields, as ``save()`` would. Like ``bulk_create``,
+    values are what the model's own fields would prepare, as ``save()`` does (``_db_values``).
+    Like ``bulk_create``,
     no ``pre_save``/``post_save`` signal is sent: nothing in Ripple listens for messages
     (chat/signals.py matches rooms and memberships only).
     """
+    fields, insert = _insert_message_sql()
     with connection.cursor() as cursor:
-        cursor.execute(
-            _next_seq_sql(), [connection.ops.adapt_datetimefield_value(message.sent_at), message.room_id]
-        )
-        row = cursor.fetchone()
-        if row is None:
-            raise RoomClosed(message.room.slug)
-        message.seq = int(row[0])
-        fields, sql = _insert_message_sql()
-        cursor.execute(
-            sql, [field.get_db_prep_save(getattr(message, field.attname), connection) for field in fields]
-        )
-        message.pk = cursor.fetchone()[0]
+        _seq_and_insert(cursor, connection, message, fields, _next_seq_sql(), insert)
+
+
+def _seq_and_insert(
+    cursor: Any, db: BaseDatabaseWrapper, message: Message, fields: list[Field], next_seq: str, insert: str
+) -> None:
+    """The two statements on ``cursor``, inside a transaction: ``message`` gets its ``seq``
+    (``RoomClosed`` when the room is closed or gone), is inserted, and gets its id."""
+    cursor.execute(next_seq, [db.ops.adapt_datetimefield_value(message.sent_at), message.room_id])
+    row = cursor.fetchone()
+    if row is None:
+        raise RoomClosed(message.room.slug)
+    message.seq = int(row[0])
+    cursor.execute(insert, _db_values(message, fields, db))
+    message.pk = cursor.fetchone()[0]
     message._state.adding = False
-    message._state.db = connection.alias
+    message._state.db = db.alias
 
 
 def _take_seq_and_insert_alone(db: BaseDatabaseWrapper, message: Message) -> None:
@@ -249,15 +254,7 @@ def _take_seq_and_insert_alone(db: BaseDatabaseWrapper, message: Message) -> Non
         try:
             cursor.execute(begin)
             try:
-                cursor.execute(next_seq, [db.ops.adapt_datetimefield_value(message.sent_at), message.room_id])
-                row = cursor.fetchone()
-                if row is None:
-                    raise RoomClosed(message.room.slug)
-                message.seq = int(row[0])
-                cursor.execute(
-                    insert, [field.get_db_prep_save(getattr(message, field.attname), db) for field in fields]
-                )
-                message.pk = cursor.fetchone()[0]
+                _seq_and_insert(cursor, db, message, fields, next_seq, insert)
                 cursor.execute("COMMIT")
             except BaseException:
                 with contextlib.suppress(Exception):
@@ -265,8 +262,6 @@ def _take_seq_and_insert_alone(db: BaseDatabaseWrapper, message: Message) -> Non
                 raise
         finally:
             cursor.close()
-    message._state.adding = False
-    message._state.db = db.alias
 
 
 # Fields whose ``get_db_prep_save`` gives a ``str``, ``int`` or ``bool`` value back as it is
