@@ -15,6 +15,12 @@ def pubsub_layer(url: str) -> RedisPubSubChannelLayer:
     return RedisPubSubChannelLayer(hosts=[{"address": url, "socket_timeout": None}])
 
 
+def shard_of(layer: RedisPubSubChannelLayer, room: str):
+    """The shard (of this loop's layer) that the room's group is sent on."""
+    loop_layer = layer._get_layer()
+    return loop_layer._get_shard(loop_layer._get_group_channel_name(room_group(room)))
+
+
 async def test_the_installed_channels_redis_is_batched_and_the_others_are_not(redis_url):
     """If an upgrade of channels_redis moved what the batching reads, this fails (no silent fallback)."""
     layer = pubsub_layer(redis_url)
@@ -47,8 +53,7 @@ async def test_a_burst_goes_in_few_round_trips_and_arrives_whole_and_in_order(re
         received = [(await asyncio.wait_for(layer.receive(channel), 5))["seq"] for _ in range(count)]
         assert received == list(range(1, count + 1))
 
-        loop_layer = layer._get_layer()
-        shard = loop_layer._get_shard(loop_layer._get_group_channel_name(room_group("burst")))
+        shard = shard_of(layer, "burst")
         sent_by = publisher.shard_publisher(shard)
         assert sent_by.sent == count
         # The first goes alone; the rest queue behind it and go together.
@@ -70,8 +75,7 @@ async def test_sends_go_on_one_held_connection_and_survive_it_being_killed(redis
         channel = await layer.new_channel()
         await layer.group_add(room_group("held"), channel)
         await publisher.group_send(layer, room_group("held"), {"type": EVENT_MESSAGE, "seq": 1})
-        loop_layer = layer._get_layer()
-        shard = loop_layer._get_shard(loop_layer._get_group_channel_name(room_group("held")))
+        shard = shard_of(layer, "held")
         sent_by = publisher.shard_publisher(shard)
         _, held = sent_by._held
         for seq in (2, 3):
@@ -112,8 +116,7 @@ async def test_the_receive_loop_waits_without_a_timer_and_reads_again_after_its_
         await layer.group_add(room_group("recv"), channel)
         await publisher.group_send(layer, room_group("recv"), {"type": EVENT_MESSAGE, "seq": 1})
         assert (await asyncio.wait_for(layer.receive(channel), 5))["seq"] == 1
-        loop_layer = layer._get_layer()
-        shard = loop_layer._get_shard(loop_layer._get_group_channel_name(room_group("recv")))
+        shard = shard_of(layer, "recv")
         assert shard._receive_task.get_coro().__name__ == "receive_without_timer"
         # Waiting for the next message arms no timer (channels_redis' own loop did, every 0.1 s).
         await asyncio.sleep(0.3)
@@ -147,8 +150,7 @@ async def test_when_redis_is_away_every_queued_send_fails_and_none_waits_forever
         results = await asyncio.wait_for(asyncio.gather(*sends, return_exceptions=True), 10)
         assert len(results) == 20
         assert all(isinstance(result, Exception) for result in results), results
-        loop_layer = layer._get_layer()
-        shard = loop_layer._get_shard(loop_layer._get_group_channel_name(room_group("away")))
+        shard = shard_of(layer, "away")
         sent_by = publisher.shard_publisher(shard)
         assert not sent_by.in_flight and not sent_by.queued and sent_by.sent == 0
     finally:
