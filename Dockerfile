@@ -39,7 +39,7 @@ EXPOSE 8000
 # --websocket-max-*-size: the same flags as project/serving.py (incoming frames over 64 KiB are dropped).
 # --access-log /dev/null: daphne's own access log is plain NCSA text on stdout, outside logging;
 # nginx logs every request, and sockets are logged as JSON on ripple.events (docs/deploy.md).
-CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "--proxy-headers", \
+CMD ["python", "-m", "project.serve", "-b", "0.0.0.0", "-p", "8000", "--proxy-headers", \
      "--ping-interval", "20", "--ping-timeout", "30", "--websocket_timeout", "-1", \
      "--websocket-max-message-size", "4194304", "--websocket-max-frame-size", "65536", \
      "--access-log", "/dev/null", \

@@ -60,7 +60,7 @@ migrate: $(VENV)/.runtime ## apply database migrations
 
 run: migrate ## start daphne on http://127.0.0.1:8000 (SQLite, in-memory layer unless .env says otherwise)
 	@echo "Ripple on http://$(HOST):$(PORT)/  (Ctrl-C to stop)"
-	$(RUN_ENV) DJANGO_DEBUG=$${DJANGO_DEBUG:-1} exec $(BIN)/daphne -b $(HOST) -p $(PORT) $(DAPHNE_FLAGS) project.asgi:application
+	$(RUN_ENV) DJANGO_DEBUG=$${DJANGO_DEBUG:-1} exec $(BIN)/python -m project.serve -b $(HOST) -p $(PORT) $(DAPHNE_FLAGS) project.asgi:application
 
 cluster: $(VENV)/.dev ## a Redis and two daphne workers on :8001 and :8002 sharing rooms (Ctrl-C stops all)
 	$(RUN_ENV) $(BIN)/python deploy/cluster.py

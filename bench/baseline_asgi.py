@@ -1,6 +1,7 @@
 """The baseline: the Django Channels tutorial chat consumer, on Ripple's settings and channel layer.
 
-Run it like Ripple: ``python -m daphne bench.baseline_asgi:application``. Each socket on
+Run it like Ripple: ``python -m project.serve bench.baseline_asgi:application`` (daphne on the
+same event loop as Ripple's workers; ``--server-env RIPPLE_EVENT_LOOP=asyncio`` for asyncio's). Each socket on
 ``/ws/baseline/<room>/`` joins the group ``chat_<room>`` with a channel of its own, every received
 message is sent to the group, and every member encodes and sends its own copy, one
 ``json.dumps`` per recipient. That per-recipient work is what the benchmark compares Ripple's

@@ -94,7 +94,16 @@ class Plan:
 class Stats:
     """Counters shared by every socket of one run; the measured window is [t0, t1) in perf ns."""
 
-    __slots__ = ("deliveries", "echoes", "latencies_ns", "sent_ns", "t0", "t1", "window_deliveries")
+    __slots__ = (
+        "deliveries",
+        "echoes",
+        "latencies_ns",
+        "send_lag_ns",
+        "sent_ns",
+        "t0",
+        "t1",
+        "window_deliveries",
+    )
 
     def __init__(self) -> None:
         self.t0 = FAR
@@ -106,6 +115,11 @@ class Stats:
         # and (same index) when that message was sent.
         self.latencies_ns = array("q")
         self.sent_ns = array("q")
+        # Open loop: how late each message was written after its scheduled time (by that time,
+        # its stamp). The latency above counts it (the schedule is the reference, so a load
+        # generator that falls behind cannot hide the server's tail); ``write_latencies_ns``
+        # leaves it out, which says how much of a tail is the load generator's own timing.
+        self.send_lag_ns: dict[int, int] = {}
 
     def delivered(self, sent_ns: int, now_ns: int) -> None:
         self.deliveries += 1
@@ -114,6 +128,20 @@ class Stats:
         if self.t0 <= sent_ns < self.t1:
             self.latencies_ns.append(now_ns - sent_ns)
             self.sent_ns.append(sent_ns)
+
+    def write_latencies(self) -> array:
+        """Every latency less its message's send lag (closed loop: the same), sorted."""
+        lags = self.send_lag_ns
+        return array(
+            "q",
+            sorted(
+                lat - lags.get(sent, 0) for sent, lat in zip(self.sent_ns, self.latencies_ns, strict=True)
+            ),
+        )
+
+    def send_lags(self) -> array:
+        """The send lag of every message sent inside the window, sorted."""
+        return array("q", sorted(lag for sent, lag in self.send_lag_ns.items() if self.t0 <= sent < self.t1))
 
     def timeline(self) -> list[dict[str, Any]]:
         """Per second of the window (by send time): deliveries, p50, p99 and max latency in ms."""
@@ -444,8 +472,10 @@ async def publish(plan: Plan, pub: BenchSocket, start_ns: int, end_ns: int, offs
                     break
                 delay_ns = due - time.perf_counter_ns()
                 await asyncio.sleep(max(delay_ns, 0) / 1e9)
+                lag_ns = time.perf_counter_ns() - due
+                pub.stats.send_lag_ns[due] = lag_ns
                 pub.send_message(number, due, plan.body_bytes)
-                max_lag_ns = max(max_lag_ns, time.perf_counter_ns() - due)
+                max_lag_ns = max(max_lag_ns, lag_ns)
                 number += 1
     except ConnectionError:
         pub.errors["publisher_socket_closed"] += 1
@@ -457,6 +487,16 @@ def percentile_ms(sorted_ns: array, pct: float) -> float | None:
         return None
     rank = max(1, math.ceil(pct / 100 * len(sorted_ns)))
     return sorted_ns[rank - 1] / 1e6
+
+
+def summary_ms(sorted_ns: array) -> dict[str, Any]:
+    return {
+        "p50": percentile_ms(sorted_ns, 50),
+        "p90": percentile_ms(sorted_ns, 90),
+        "p99": percentile_ms(sorted_ns, 99),
+        "max": sorted_ns[-1] / 1e6 if sorted_ns else None,
+        "samples": len(sorted_ns),
+    }
 
 
 CpuSnapshot = Callable[[], dict[str, Any]]
@@ -643,6 +683,10 @@ async def run_fanout(plan: Plan, *, cpu_snapshot: CpuSnapshot, progress: Progres
             "samples": len(latencies),
         },
         "latency_timeline": stats.timeline(),
+        # The same deliveries measured from when each message was written, not when it was due
+        # (open loop; in the closed loop the two are one), and the lag between the two.
+        "latency_from_write_ms": summary_ms(stats.write_latencies()),
+        "send_lag_ms": summary_ms(stats.send_lags()),
         "lost": lost,
         "duplicated": duplicated,
         # "complete": every socket got everything; "idle": nothing more came for DRAIN_IDLE_S

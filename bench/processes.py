@@ -90,8 +90,9 @@ def redis_answers_ping(port: int) -> bool:
 
 
 def daphne_argv(host: str, port: int, app: str = RIPPLE_APP) -> list[str]:
-    """daphne serving ``app`` on ``host:port`` with Ripple's flags (project/serving.py)."""
-    return [sys.executable, "-m", "daphne", "-b", host, "-p", str(port), *DAPHNE_FLAGS, app]
+    """daphne serving ``app`` on ``host:port`` with Ripple's flags (project/serving.py), started
+    as every Ripple worker is: on uvloop unless ``RIPPLE_EVENT_LOOP`` says otherwise (project/serve.py)."""
+    return [sys.executable, "-m", "project.serve", "-b", host, "-p", str(port), *DAPHNE_FLAGS, app]
 
 
 class ManagedProcess:

@@ -14,6 +14,7 @@ slug starts with ``_``). A room leaves the export when its last subscriber here 
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 from collections.abc import Callable, Iterator
 
@@ -39,6 +40,15 @@ def _current_stats() -> ProcessStats:
     return stats_module.stats
 
 
+def running_loop_name() -> str | None:
+    """The package of the running event loop's class ("uvloop", "asyncio"); None off a loop."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+    return type(loop).__module__.partition(".")[0]
+
+
 class RippleCollector(Collector):
     """Turns a ``ProcessStats`` into metric families, one pass per scrape."""
 
@@ -51,6 +61,16 @@ class RippleCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         current = self.source()
+
+        loop = running_loop_name()
+        if loop is not None:
+            info = GaugeMetricFamily(
+                "ripple_event_loop_info",
+                "The event loop this process serves on (project/serve.py), by name: always 1.",
+                labels=["loop"],
+            )
+            info.add_metric([loop], 1)
+            yield info
 
         yield GaugeMetricFamily(
             "ripple_open_sockets", "Chat WebSockets open on this process.", value=current.open_sockets

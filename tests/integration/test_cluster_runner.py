@@ -53,7 +53,7 @@ def is_ours(pid: int) -> bool:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
-    return b"daphne" in cmdline or b"redis-server" in cmdline
+    return b"project.serve" in cmdline or b"redis-server" in cmdline
 
 
 def started_pids(cluster: ManagedProcess) -> dict[str, int]:

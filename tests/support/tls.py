@@ -125,7 +125,7 @@ class TlsDaphneServer(DaphneServer):
         self.argv = [
             self.argv[0],
             "-m",
-            "daphne",
+            "project.serve",
             "-e",
             f"ssl:{self.port}:privateKey={cert.key_path}:certKey={cert.cert_path}:interface=127.0.0.1",
             *DAPHNE_FLAGS,

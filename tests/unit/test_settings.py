@@ -39,7 +39,7 @@ def test_a_negative_or_non_numeric_conn_max_age_is_refused_by_name():
         assert "DATABASE_CONN_MAX_AGE" in completed.stderr
 
 
-def test_the_makefile_and_dockerfile_start_daphne_with_the_serving_flags():
+def test_the_makefile_and_dockerfile_start_daphne_through_the_launcher_with_the_serving_flags():
     import re
 
     from project.serving import DAPHNE_FLAGS
@@ -52,3 +52,7 @@ def test_the_makefile_and_dockerfile_start_daphne_with_the_serving_flags():
     docker_argv = json.loads(cmd.group(1))
     for flag, value in zip(DAPHNE_FLAGS[::2], DAPHNE_FLAGS[1::2], strict=True):
         assert docker_argv[docker_argv.index(flag) + 1] == value, flag
+    # Both start daphne through the launcher that puts it on uvloop (project/serve.py), as the
+    # tests, the benchmark and deploy/cluster.py do (bench/processes.py daphne_argv).
+    assert docker_argv[:3] == ["python", "-m", "project.serve"]
+    assert "$(BIN)/python -m project.serve -b $(HOST) -p $(PORT) $(DAPHNE_FLAGS)" in makefile
