@@ -297,15 +297,6 @@ class GuardedWebSocketProtocol(WebSocketProtocol, PingAnswering):
         if self.muted or not self.read_on_arrival(data):
             super().dataReceived(data)
 
-    def lone_frame_limit(self) -> int:
-        # autobahn's limits (0: none) and the incoming one applied in onMessageFrameBegin.
-        return min(
-            LONE_FRAME_MAX_BYTES,
-            MAX_WEBSOCKET_INCOMING_MESSAGE_BYTES,
-            self.maxFramePayloadSize or LONE_FRAME_MAX_BYTES,
-            self.maxMessagePayloadSize or LONE_FRAME_MAX_BYTES,
-        )
-
     def deliver_text(self, text: str) -> None:
         # daphne's onMessage, for a frame already decoded (the muted check is dataReceived's).
         self.last_ping = time.time()
@@ -424,10 +415,22 @@ class GuardedWebSocketFactory(WebSocketFactory):
             for name in GuardedWebSocketProtocol.CONFIG_ATTRS
             for value in [getattr(self, name)]
         }
+        shared["lone_limit"] = lone_limit(self.maxFramePayloadSize, self.maxMessagePayloadSize)
         protocol: type[GuardedWebSocketProtocol] = type(
             GuardedWebSocketProtocol.__name__, (GuardedWebSocketProtocol,), shared
         )
         self.protocol = protocol
+
+
+def lone_limit(max_frame: int, max_message: int) -> int:
+    """The largest frame taken at the transport (``read_on_arrival``): autobahn's limits (0:
+    none) and the incoming one applied in ``onMessageFrameBegin``, whichever is smallest."""
+    return min(
+        LONE_FRAME_MAX_BYTES,
+        MAX_WEBSOCKET_INCOMING_MESSAGE_BYTES,
+        max_frame or LONE_FRAME_MAX_BYTES,
+        max_message or LONE_FRAME_MAX_BYTES,
+    )
 
 
 def pformat_when_debugging(value: Any, *args: Any, **kwargs: Any) -> str:

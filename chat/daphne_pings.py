@@ -123,6 +123,10 @@ class PingAnswering:
     # The consumer, and the value of its ``state`` in which its frames are handled.
     pings_answered_for: PingedSocket | None = None
     open_state: Any = None
+    # The largest payload ``read_on_arrival`` takes: what autobahn would take in one frame. A
+    # class attribute, set with the factory's options (chat/daphne_guard.py), not worked out
+    # per frame.
+    lone_limit: int = LONE_FRAME_MAX_BYTES
 
     if TYPE_CHECKING:  # what the protocol class this is mixed into has (daphne's and autobahn's)
         state: int
@@ -156,7 +160,7 @@ class PingAnswering:
             or self.inside_message
         ):
             return False
-        payload = lone_text_frame(data, self.lone_frame_limit())
+        payload = lone_text_frame(data, self.lone_limit)
         if payload is None:
             return False
         if self.pings_answered_for is None or not self.answered_at_transport(payload):
@@ -167,10 +171,6 @@ class PingAnswering:
             self.deliver_text(text)
         self.trafficStats.incomingOctetsWireLevel += len(data)  # as autobahn counts what it reads
         return True
-
-    def lone_frame_limit(self) -> int:
-        """The largest payload ``read_on_arrival`` takes: what autobahn would take in one frame."""
-        return LONE_FRAME_MAX_BYTES
 
     def deliver_text(self, text: str) -> None:
         """Hand one text message to the application, as daphne's ``onMessage`` does."""

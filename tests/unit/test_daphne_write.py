@@ -89,8 +89,13 @@ def test_a_connection_reads_the_factory_options_from_its_class_and_keeps_none_of
     assert all(hasattr(protocol, name) for name in protocol.CONFIG_ATTRS)
     assert not set(vars(protocol)) & set(protocol.CONFIG_ATTRS)
     # Options set later reach connections built afterwards.
+    # The largest frame read at the transport follows the options: daphne's flags give 64 KiB
+    # frames, under the 16-bit length read there.
+    assert protocol.lone_limit == 65535
     factory.setProtocolOptions(maxFramePayloadSize=1024)
-    assert factory.buildProtocol(("127.0.0.1", 2)).maxFramePayloadSize == 1024
+    later = factory.buildProtocol(("127.0.0.1", 2))
+    assert later.maxFramePayloadSize == 1024
+    assert later.lone_limit == 1024
 
 
 def test_autobahn_formats_its_options_only_when_its_debug_lines_are_logged():

@@ -72,7 +72,10 @@ async def test_metrics_parse_and_counters_move_as_sockets_open_send_and_close(as
         "ripple_fanout_latency_seconds": "histogram",
         "ripple_presence_members": "gauge",
         "ripple_presence_rooms": "gauge",
+        "ripple_event_loop_info": "gauge",
     }
+    # In process, the test's own loop (asyncio's); a worker's is uvloop (test_event_loop_live.py).
+    assert before[("ripple_event_loop_info", (("loop", "asyncio"),))] == 1
     # The start time comes from the standard process collector now (process_* metrics).
     assert 0 < before[("process_start_time_seconds", ())] <= stats.started_at
 
