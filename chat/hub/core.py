@@ -96,12 +96,20 @@ class RoomHub:
             raise
 
     async def disconnect(self, consumer: Subscriber) -> None:
-        """Count a socket out (after detaching its rooms); the last one stops everything."""
+        """Count a socket out (after detaching its rooms); the last one stops everything.
+
+        A drain hears that the socket left only once that is done: it lets the server stop the
+        process next, and the hub's stop (the presence departures, the Redis pools) would be
+        cancelled half way, and the socket's own ``disconnect`` never logged.
+        """
         self.connections.discard(consumer)
         self.watchers.forget(consumer)
-        self._drain.socket_left()
-        if not self.connections and not self.rooms:
-            await self._stop()
+        self._drain.socket_leaving()
+        try:
+            if not self.connections and not self.rooms:
+                await self._stop()
+        finally:
+            self._drain.socket_left()
 
     async def drain(self, window_s: float) -> None:
         """Send every socket here away with 4512 over ``window_s`` (chat/hub/draining.py)."""

@@ -28,13 +28,23 @@ class SocketDrain:
     def __init__(self, connections: set[Subscriber]) -> None:
         # The hub's own set of sockets (shared, not copied).
         self.connections = connections
-        # Set when the last socket leaves, while a drain waits for that.
+        # Sockets out of the set whose leaving (the hub's part of it) is not over yet.
+        self._leaving = 0
+        # Set when the last socket has left, while a drain waits for that.
         self._emptied: asyncio.Event | None = None
 
+    def socket_leaving(self) -> None:
+        """Called by the hub as a socket leaves its set, before the hub's share of the cleanup."""
+        self._leaving += 1
+
     def socket_left(self) -> None:
-        """Called by the hub after a socket left its set."""
-        if not self.connections and self._emptied is not None:
+        """Called by the hub once a socket's leaving is over (``socket_leaving`` came first)."""
+        self._leaving -= 1
+        if not self._busy() and self._emptied is not None:
             self._emptied.set()
+
+    def _busy(self) -> bool:
+        return bool(self.connections) or self._leaving > 0
 
     async def drain(self, window_s: float) -> None:
         """Close every socket here with 4512, at random moments spread over ``window_s``.
@@ -52,7 +62,9 @@ class SocketDrain:
             await close_quietly(subscriber, protocol.CLOSE_DRAINING)
 
         await asyncio.gather(*(close_later(s, random.uniform(0, window_s)) for s in subscribers))  # noqa: S311 - jitter
-        if self.connections:
+        # Until every socket is gone and done leaving: the server may stop the process next,
+        # and a cleanup still under way (the last socket's stops the hub) would be cut short.
+        if self._busy():
             self._emptied = asyncio.Event()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout_at(started + window_s + DRAIN_GRACE_S):

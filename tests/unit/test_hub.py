@@ -279,3 +279,31 @@ async def test_a_drain_closes_every_socket_with_4512_and_returns_once_they_are_g
         await draining
     assert hub.connections == set()
     assert drain.is_draining()
+
+
+async def test_a_drain_returns_only_after_the_hub_stop_the_last_socket_began(drained_process, monkeypatch):
+    """The drain's return lets the server stop the process: the last socket's cleanup (the hub's
+    stop, its own ``disconnect``) must be over by then, not cancelled half way."""
+    socket = await open_socket()
+    hub = get_hub()
+    stopping, may_stop = asyncio.Event(), asyncio.Event()
+    real_stop = hub._stop
+
+    async def slow_stop() -> None:
+        stopping.set()
+        await may_stop.wait()
+        await real_stop()
+
+    monkeypatch.setattr(hub, "_stop", slow_stop)
+    draining = asyncio.create_task(hub.drain(0.01))
+    assert (await socket.receive_output(timeout=2))["code"] == protocol.CLOSE_DRAINING
+    await socket.send_input({"type": "websocket.disconnect", "code": protocol.CLOSE_DRAINING})
+    async with asyncio.timeout(2):
+        await stopping.wait()
+    assert hub.connections == set()  # the last socket has left the set, its stop is under way
+    # The drain is given time to return, and must not (before the fix it returned here).
+    done, _ = await asyncio.wait({draining}, timeout=0.1)
+    assert not done
+    may_stop.set()
+    async with asyncio.timeout(1):
+        await draining
