@@ -69,3 +69,36 @@ def test_fanout_scenario_measures_all_three_targets_without_losing_ripple_or_soc
     assert socketio["server"] == "uvicorn"
     assert (socketio["lost"], socketio["duplicated"]) == (0, 0), socketio
     assert report["ratios"]["pubsub"].keys() == {"baseline", "socketio"}
+
+
+def test_the_open_loop_keeps_its_schedule_and_says_how_late_each_send_was(
+    tmp_path, redis_url, live_database_url
+):
+    out = tmp_path / "open.json"
+    command = [
+        "fanout",
+        "--rooms=2",
+        "--subs=3",
+        "--workers=1",
+        "--duration=2",
+        "--warmup=0.5",
+        "--target=ripple",
+        "--layer=pubsub",
+        "--mode=open",
+        "--rate=20",
+        "--no-pin",
+        f"--redis-url={redis_url}",
+        f"--database-url={live_database_url}",
+        f"--json={out}",
+    ]
+    completed = run_bench(command, timeout_s=100)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    (result,) = json.loads(out.read_text())["results"]
+    assert (result["lost"], result["duplicated"]) == (0, 0)
+    # Two publishers at 20 a second for the 2 s window: about 80 messages, each paced.
+    lag, latency, from_write = result["send_lag_ms"], result["latency_ms"], result["latency_from_write_ms"]
+    assert 70 <= lag["samples"] <= 90, lag
+    assert 0 <= lag["p50"] <= lag["max"]
+    # The same deliveries, less each message's lag: never later than from the schedule.
+    assert from_write["samples"] == latency["samples"] > 0
+    assert from_write["p50"] <= latency["p50"] and from_write["max"] <= latency["max"]
