@@ -25,29 +25,34 @@ RESULT_KEYS = {
 }
 
 
-def test_fanout_scenario_measures_all_three_targets_without_losing_ripple_or_socketio_messages(
-    tmp_path, redis_url, live_database_url
-):
+def run_tiny_fanout(tmp_path, redis_url: str, database_url: str, *options: str) -> dict:
+    """``bench fanout`` on 2 rooms of 3 for 2 s (pub/sub layer, no pinning), ``options`` on top;
+    its JSON report."""
     out = tmp_path / "fanout.json"
     command = [
         "fanout",
         "--rooms=2",
         "--subs=3",
-        "--workers=2",
         "--duration=2",
         "--warmup=0.5",
-        "--target=all",
         "--layer=pubsub",
-        "--aftermath=20",
         "--no-pin",
         f"--redis-url={redis_url}",
-        f"--database-url={live_database_url}",
+        f"--database-url={database_url}",
         f"--json={out}",
+        *options,
     ]
     completed = run_bench(command, timeout_s=100)
     assert completed.returncode == 0, completed.stdout + completed.stderr
+    return json.loads(out.read_text())
 
-    report = json.loads(out.read_text())
+
+def test_fanout_scenario_measures_all_three_targets_without_losing_ripple_or_socketio_messages(
+    tmp_path, redis_url, live_database_url
+):
+    report = run_tiny_fanout(
+        tmp_path, redis_url, live_database_url, "--workers=2", "--target=all", "--aftermath=20"
+    )
     assert report.keys() >= {"command_line", "machine", "versions", "options", "results", "ratios", "notes"}
     assert report["machine"].keys() >= {"nproc", "cpu_model", "python"}
     assert report["versions"]["channels"]
@@ -74,26 +79,10 @@ def test_fanout_scenario_measures_all_three_targets_without_losing_ripple_or_soc
 def test_the_open_loop_keeps_its_schedule_and_says_how_late_each_send_was(
     tmp_path, redis_url, live_database_url
 ):
-    out = tmp_path / "open.json"
-    command = [
-        "fanout",
-        "--rooms=2",
-        "--subs=3",
-        "--workers=1",
-        "--duration=2",
-        "--warmup=0.5",
-        "--target=ripple",
-        "--layer=pubsub",
-        "--mode=open",
-        "--rate=20",
-        "--no-pin",
-        f"--redis-url={redis_url}",
-        f"--database-url={live_database_url}",
-        f"--json={out}",
-    ]
-    completed = run_bench(command, timeout_s=100)
-    assert completed.returncode == 0, completed.stdout + completed.stderr
-    (result,) = json.loads(out.read_text())["results"]
+    report = run_tiny_fanout(
+        tmp_path, redis_url, live_database_url, "--workers=1", "--target=ripple", "--mode=open", "--rate=20"
+    )
+    (result,) = report["results"]
     assert (result["lost"], result["duplicated"]) == (0, 0)
     # Two publishers at 20 a second for the 2 s window: about 80 messages, each paced.
     lag, latency, from_write = result["send_lag_ms"], result["latency_ms"], result["latency_from_write_ms"]
