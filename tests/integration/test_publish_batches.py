@@ -68,31 +68,39 @@ async def test_a_burst_goes_in_few_round_trips_and_arrives_whole_and_in_order(re
         await layer.flush()
 
 
-async def test_sends_go_on_one_held_connection_and_survive_it_being_killed(redis_url):
+@pytest.fixture
+async def layer_and_admin(redis_url):
+    """A pub/sub layer on the test's Redis, and a plain client to see and kill its connections;
+    both closed when the test ends."""
     layer = pubsub_layer(redis_url)
     admin = redis.asyncio.Redis.from_url(redis_url)
     try:
-        channel = await layer.new_channel()
-        await layer.group_add(room_group("held"), channel)
-        await publisher.group_send(layer, room_group("held"), {"type": EVENT_MESSAGE, "seq": 1})
-        shard = shard_of(layer, "held")
-        sent_by = publisher.shard_publisher(shard)
-        _, held = sent_by._held
-        for seq in (2, 3):
-            await publisher.group_send(layer, room_group("held"), {"type": EVENT_MESSAGE, "seq": seq})
-        assert sent_by._held[1] is held  # the same connection every time
-        # Redis drops it (a restart, a proxy, CLIENT KILL): the next send goes on a new one.
-        killed = await admin.execute_command("CLIENT", "KILL", "ID", await held_client_id(admin, held))
-        assert killed == 1
-        await asyncio.wait_for(
-            publisher.group_send(layer, room_group("held"), {"type": EVENT_MESSAGE, "seq": 4}), 10
-        )
-        received = [(await asyncio.wait_for(layer.receive(channel), 5))["seq"] for _ in range(4)]
-        assert received == [1, 2, 3, 4]
-        assert sent_by.sent == 4
+        yield layer, admin
     finally:
         await admin.aclose()
         await layer.flush()
+
+
+async def test_sends_go_on_one_held_connection_and_survive_it_being_killed(layer_and_admin):
+    layer, admin = layer_and_admin
+    channel = await layer.new_channel()
+    await layer.group_add(room_group("held"), channel)
+    await publisher.group_send(layer, room_group("held"), {"type": EVENT_MESSAGE, "seq": 1})
+    shard = shard_of(layer, "held")
+    sent_by = publisher.shard_publisher(shard)
+    _, held = sent_by._held
+    for seq in (2, 3):
+        await publisher.group_send(layer, room_group("held"), {"type": EVENT_MESSAGE, "seq": seq})
+    assert sent_by._held[1] is held  # the same connection every time
+    # Redis drops it (a restart, a proxy, CLIENT KILL): the next send goes on a new one.
+    killed = await admin.execute_command("CLIENT", "KILL", "ID", await held_client_id(admin, held))
+    assert killed == 1
+    await asyncio.wait_for(
+        publisher.group_send(layer, room_group("held"), {"type": EVENT_MESSAGE, "seq": 4}), 10
+    )
+    received = [(await asyncio.wait_for(layer.receive(channel), 5))["seq"] for _ in range(4)]
+    assert received == [1, 2, 3, 4]
+    assert sent_by.sent == 4
 
 
 async def held_client_id(admin, held) -> int:
@@ -106,38 +114,33 @@ async def held_client_id(admin, held) -> int:
 
 
 async def test_the_receive_loop_waits_without_a_timer_and_reads_again_after_its_connection_is_killed(
-    redis_url,
+    layer_and_admin,
 ):
     assert receiving.installed_layer_fits()
-    layer = pubsub_layer(redis_url)
-    admin = redis.asyncio.Redis.from_url(redis_url)
-    try:
-        channel = await layer.new_channel()
-        await layer.group_add(room_group("recv"), channel)
-        await publisher.group_send(layer, room_group("recv"), {"type": EVENT_MESSAGE, "seq": 1})
-        assert (await asyncio.wait_for(layer.receive(channel), 5))["seq"] == 1
-        shard = shard_of(layer, "recv")
-        assert shard._receive_task.get_coro().__name__ == "receive_without_timer"
-        # Waiting for the next message arms no timer (channels_redis' own loop did, every 0.1 s).
-        await asyncio.sleep(0.3)
-        loop = asyncio.get_running_loop()
-        assert not [handle for handle in loop._scheduled if not handle.cancelled()]  # type: ignore[attr-defined]
-        await publisher.group_send(layer, room_group("recv"), {"type": EVENT_MESSAGE, "seq": 2})
-        assert (await asyncio.wait_for(layer.receive(channel), 5))["seq"] == 2
-        # Redis drops the subscriber's connection: the loop reads again on a new one, subscribed
-        # again. (One receive for all the tries: a cancelled receive unsubscribes its channel.)
-        assert await admin.execute_command("CLIENT", "KILL", "TYPE", "pubsub") >= 1
-        received = asyncio.ensure_future(layer.receive(channel))
-        for seq in range(100, 150):
-            await publisher.group_send(layer, room_group("recv"), {"type": EVENT_MESSAGE, "seq": seq})
-            done, _ = await asyncio.wait([received], timeout=0.2)
-            if done:
-                break
-        assert received.done(), "nothing arrived in 10 s after the subscriber's connection was killed"
-        assert received.result()["seq"] >= 100
-    finally:
-        await admin.aclose()
-        await layer.flush()
+    layer, admin = layer_and_admin
+    channel = await layer.new_channel()
+    await layer.group_add(room_group("recv"), channel)
+    await publisher.group_send(layer, room_group("recv"), {"type": EVENT_MESSAGE, "seq": 1})
+    assert (await asyncio.wait_for(layer.receive(channel), 5))["seq"] == 1
+    shard = shard_of(layer, "recv")
+    assert shard._receive_task.get_coro().__name__ == "receive_without_timer"
+    # Waiting for the next message arms no timer (channels_redis' own loop did, every 0.1 s).
+    await asyncio.sleep(0.3)
+    loop = asyncio.get_running_loop()
+    assert not [handle for handle in loop._scheduled if not handle.cancelled()]  # type: ignore[attr-defined]
+    await publisher.group_send(layer, room_group("recv"), {"type": EVENT_MESSAGE, "seq": 2})
+    assert (await asyncio.wait_for(layer.receive(channel), 5))["seq"] == 2
+    # Redis drops the subscriber's connection: the loop reads again on a new one, subscribed
+    # again. (One receive for all the tries: a cancelled receive unsubscribes its channel.)
+    assert await admin.execute_command("CLIENT", "KILL", "TYPE", "pubsub") >= 1
+    received = asyncio.ensure_future(layer.receive(channel))
+    for seq in range(100, 150):
+        await publisher.group_send(layer, room_group("recv"), {"type": EVENT_MESSAGE, "seq": seq})
+        done, _ = await asyncio.wait([received], timeout=0.2)
+        if done:
+            break
+    assert received.done(), "nothing arrived in 10 s after the subscriber's connection was killed"
+    assert received.result()["seq"] >= 100
 
 
 async def test_when_redis_is_away_every_queued_send_fails_and_none_waits_forever():
