@@ -26,7 +26,9 @@ from weakref import WeakKeyDictionary
 
 from asgiref.sync import AsyncToSync, SyncToAsync
 from channels.db import database_sync_to_async
-from django.db import close_old_connections, transaction
+from django.db import close_old_connections, connection, transaction
+
+from . import sqlite_wal
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -67,6 +69,8 @@ class GroupCommit(Generic[T, R]):
         # Batches run and writes stored in them (tests and docs/benchmarks.md read them).
         self.batches = 0
         self.writes = 0
+        # Whether the first batch has started the WAL checkpointer of the database it writes to.
+        self._checkpointer_asked = False
 
     async def submit(self, item: T) -> R:
         """Store ``item`` with ``store_one``; its result once the transaction has committed."""
@@ -131,6 +135,11 @@ class GroupCommit(Generic[T, R]):
 
     def _store_batch(self, items: list[T]) -> list[tuple[bool, object]]:
         """In the database thread: every item, each in a savepoint of one transaction."""
+        if not self._checkpointer_asked:
+            # The process writes here from now on: no commit of it should checkpoint a SQLite
+            # WAL (chat/sqlite_wal.py). Asked once, of the database this thread writes to.
+            self._checkpointer_asked = True
+            sqlite_wal.start_for(connection.settings_dict)
         self.batches += 1
         self.writes += len(items)
         if len(items) == 1:

@@ -15,9 +15,11 @@ The limit stays as it was, a safety net if this thread falls behind or stops. A 
 with nothing to copy syncs nothing: an idle worker pays a few microseconds a tick.
 
 ``start_for(settings_dict)`` starts it once per process for a SQLite database in a file, and
-does nothing for PostgreSQL or an in-memory database. project/asgi.py calls it for the default
-database when the worker starts. The connection opens the file read-write without creating it
-(``mode=rw``): before the first ``migrate`` it waits and tries again each tick.
+does nothing for PostgreSQL or an in-memory database. The group commit (chat/group_commit.py)
+calls it with its first batch, for the database its thread writes messages to: a process that
+stores no message (``manage.py``, a test that opens no socket) starts none. The connection
+opens the file read-write without creating it (``mode=rw``): if the file goes away it warns
+once a minute and tries again each tick.
 """
 
 from __future__ import annotations

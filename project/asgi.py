@@ -17,7 +17,7 @@ from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
-from chat import gc_policy, sqlite_wal  # noqa: E402
+from chat import gc_policy  # noqa: E402
 from chat.routing import (  # noqa: E402
     http_frame_urlpatterns,
     http_stream_urlpatterns,
@@ -41,10 +41,6 @@ application = ProtocolTypeRouter(
         "websocket": URLRouter(websocket_urlpatterns),
     }
 )
-
-# A SQLite database's WAL is checkpointed by a thread of its own, not by the commit of a
-# message that happens to take it past SQLite's limit (chat/sqlite_wal.py).
-sqlite_wal.start_for(settings.DATABASES["default"])
 
 # Everything loaded so far stays for the life of the process: out of the collector's sight.
 gc_policy.apply(settings.RIPPLE_GC_THRESHOLDS)
