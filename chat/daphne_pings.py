@@ -62,7 +62,7 @@ LONE_FRAME_MAX_BYTES = 65535
 CANONICAL_PING = re.compile(rb'\{"type":"ping","t":(0|-?[1-9][0-9]{0,14})\}')
 
 
-def lone_text_frame(data: bytes, limit: int = PLAIN_PING_MAX_BYTES) -> bytes | None:
+def lone_text_frame(data: bytes, limit: int) -> bytes | None:
     """The payload of ``data`` when it is exactly one masked, unfragmented text frame of at most
     ``limit`` bytes (at most 65,535: a 7- or 16-bit length, minimally encoded) with no extension
     bits (RFC 6455 5.2); otherwise None."""

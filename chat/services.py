@@ -213,9 +213,8 @@ def _take_seq_and_insert(message: Message) -> None:
     The INSERT is a statement built once (``Message.objects.create`` compiles it anew on every
     call: 140 µs of the 320 µs a message cost in a batch of ten on SQLite, docs/benchmarks.md);
     values are what the model's own fields would prepare, as ``save()`` does (``_db_values``).
-    Like ``bulk_create``,
-    no ``pre_save``/``post_save`` signal is sent: nothing in Ripple listens for messages
-    (chat/signals.py matches rooms and memberships only).
+    Like ``bulk_create``, no ``pre_save``/``post_save`` signal is sent: nothing in Ripple
+    listens for messages (chat/signals.py matches rooms and memberships only).
     """
     fields, insert = _insert_message_sql()
     with connection.cursor() as cursor:

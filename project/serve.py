@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 EVENT_LOOPS = ("uvloop", "asyncio")
 
 
-def event_loop_name(environ: dict[str, str] | os._Environ[str] = os.environ) -> str:
+def event_loop_name(environ: Mapping[str, str] = os.environ) -> str:
     """The loop ``RIPPLE_EVENT_LOOP`` names (default uvloop); anything else is refused by name."""
     name = environ.get("RIPPLE_EVENT_LOOP", "").strip().lower() or "uvloop"
     if name not in EVENT_LOOPS:

@@ -188,7 +188,7 @@ def test_the_pong_is_the_consumers_whether_or_not_the_ping_is_in_the_clients_for
 )
 def test_a_lone_text_frame_is_unmasked_to_its_payload(payload):
     for _ in range(20):  # a new random mask each time
-        assert lone_text_frame(client_frame(1, payload)) == payload
+        assert lone_text_frame(client_frame(1, payload), PLAIN_PING_MAX_BYTES) == payload
 
 
 @pytest.mark.parametrize("length", [125, 126, 127, 1000, 4099, LONE_FRAME_MAX_BYTES])
@@ -219,12 +219,12 @@ def test_a_lone_text_frame_with_a_16_bit_length_is_read_up_to_the_limit(length):
     ],
 )
 def test_anything_else_is_not_a_lone_text_frame(data):
-    assert lone_text_frame(data) is None
+    assert lone_text_frame(data, PLAIN_PING_MAX_BYTES) is None
     assert lone_text_frame(data, LONE_FRAME_MAX_BYTES) is None
 
 
 def test_a_text_frame_over_the_limit_is_not_lone():
-    assert lone_text_frame(client_frame(1, b"x" * 200)) is None  # the default: a plain ping's
+    assert lone_text_frame(client_frame(1, b"x" * 200), PLAIN_PING_MAX_BYTES) is None  # a plain ping's limit
     assert lone_text_frame(client_frame(1, b"x" * 200), 199) is None
 
 
