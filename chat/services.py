@@ -336,13 +336,31 @@ def _message_by_client_id(room: Room, client_id: str) -> Message | None:
 
 async def message_publish(posted: Posted) -> None:
     """Fan a newly stored message out to the room, on every process."""
+    await message_deliver_here(posted)
+    await message_send_out(posted)
+
+
+async def message_deliver_here(posted: Posted) -> None:
+    """``message_publish``'s first half: the room's subscribers on this process (a socket sends
+    its ``ack`` between the halves, chat/consumers/frames.py)."""
     if posted.created:
-        await hub.message_publish(
-            room_slug=posted.room_slug,
-            seq=posted.message.seq,
-            text=posted.frame_text,
-            stored_at=posted.message.sent_at.timestamp(),
-        )
+        await hub.message_deliver_here(**_published(posted))
+
+
+async def message_send_out(posted: Posted) -> None:
+    """``message_publish``'s second half: every other process, through the channel layer."""
+    if posted.created:
+        await hub.message_send_out(**_published(posted))
+
+
+def _published(posted: Posted) -> dict[str, Any]:
+    message = posted.message
+    return {
+        "room_slug": posted.room_slug,
+        "seq": message.seq,
+        "text": posted.frame_text,
+        "stored_at": message.sent_at.timestamp(),
+    }
 
 
 class PostFields(TypedDict):

@@ -188,7 +188,15 @@ async def on_message(socket: ChatSocket, frame: protocol.Frame) -> None:
             error, "the message was not stored; send it again", "storing a message in %s failed", **where
         ) from None
     message = posted.message
-    # Acknowledge once stored: delivery no longer depends on this process (see hub).
+    # This process's subscribers first (the sender's own copy among them), then the ack, then
+    # the other processes. The protocol lets the ack and the own copy come in either order, as
+    # Phoenix replies after its broadcast: the ack's encoding and write are not in front of
+    # every local delivery (docs/benchmarks.md). Stored already, so delivery no longer depends
+    # on this process: whatever fails here, the tail check delivers it (see hub).
+    try:
+        await services.message_deliver_here(posted)
+    except Exception:
+        logger.exception("delivering %s#%s here failed; the tail check will deliver it", slug, message.seq)
     await socket.send_frame(
         protocol.ACK,
         protocol.ack(
@@ -201,7 +209,7 @@ async def on_message(socket: ChatSocket, frame: protocol.Frame) -> None:
         ),
     )
     try:
-        await services.message_publish(posted)
+        await services.message_send_out(posted)
     except Exception:
         logger.exception("publishing %s#%s failed; the tail check will deliver it", slug, message.seq)
 

@@ -68,9 +68,20 @@ local_hubs: WeakKeyDictionary[asyncio.AbstractEventLoop, LocalDelivery] = WeakKe
 
 async def message_publish(*, room_slug: str, seq: int, text: str, stored_at: float | None = None) -> None:
     """Send one stored message to the room on every process; local subscribers get it first."""
+    await message_deliver_here(room_slug=room_slug, seq=seq, text=text, stored_at=stored_at)
+    await message_send_out(room_slug=room_slug, seq=seq, text=text, stored_at=stored_at)
+
+
+async def message_deliver_here(*, room_slug: str, seq: int, text: str, stored_at: float | None = None) -> None:
+    """``message_publish``'s first half: this process's subscribers of the room, now."""
     local = local_hubs.get(asyncio.get_running_loop())
     if local is not None:
         await local.offer(room_slug, seq, text, stored_at)
+
+
+async def message_send_out(*, room_slug: str, seq: int, text: str, stored_at: float | None = None) -> None:
+    """``message_publish``'s second half: the room's group on the channel layer, so every process
+    (this one drops its copy by ``seq``)."""
     await group_send(
         get_channel_layer(),
         room_group(room_slug),

@@ -77,6 +77,32 @@ async def test_ack_carries_seq_and_sender_gets_own_message(ws_client):
         assert message["author"] == client.welcome["user"]["name"]
 
 
+async def test_the_senders_own_copy_is_written_before_its_ack(ws_client):
+    """This process's subscribers come first, the ack after (the protocol allows either order)."""
+    async with ws_client() as client:
+        await client.subscribe("first")
+        for n in range(3):
+            await client.send({"type": "message", "room": "first", "body": f"m{n}", "client_id": f"f{n}"})
+            frames = [await client.recv(), await client.recv()]
+            assert [(f["type"], f["seq"]) for f in frames] == [("message", n + 1), ("ack", n + 1)]
+
+
+async def test_a_failed_local_delivery_still_acks_and_still_reaches_the_room(ws_client, monkeypatch, caplog):
+    def broken(**fields):
+        raise RuntimeError("local delivery broke")
+
+    async with ws_client() as sender, ws_client() as watcher:
+        await sender.subscribe("halves")
+        await watcher.subscribe("halves")
+        monkeypatch.setattr(hub, "message_deliver_here", broken)
+        ack = await sender.post("halves", "still here", "h1")
+        assert (ack["seq"], ack["duplicate"]) == (1, False)
+        # The channel layer's copy reaches this process's hub, which had not delivered seq 1.
+        assert (await watcher.recv_type("message"))["body"] == "still here"
+        assert (await sender.recv_type("message"))["seq"] == 1
+    assert "delivering halves#1 here failed" in caplog.text
+
+
 async def test_resend_of_client_id_is_acked_with_original_seq_and_not_broadcast(ws_client):
     async with ws_client() as sender, ws_client() as watcher:
         await sender.subscribe("dup")
