@@ -72,7 +72,9 @@ async def message_publish(*, room_slug: str, seq: int, text: str, stored_at: flo
     await message_send_out(room_slug=room_slug, seq=seq, text=text, stored_at=stored_at)
 
 
-async def message_deliver_here(*, room_slug: str, seq: int, text: str, stored_at: float | None = None) -> None:
+async def message_deliver_here(
+    *, room_slug: str, seq: int, text: str, stored_at: float | None = None
+) -> None:
     """``message_publish``'s first half: this process's subscribers of the room, now."""
     local = local_hubs.get(asyncio.get_running_loop())
     if local is not None:
