@@ -2,21 +2,24 @@
 
 Each connection records when it last heard from its client (``last_seen``) and when its
 next ping may go. The sweeper wakes a few times per timeout, so 10,000 idle sockets cost one
-task, not 10,000 timers; and it passes over them only when one may be due: each pass notes
-the earliest moment any socket could need a ping or a close (``horizon``), which ``last_seen``
-only ever pushes later, so the ticks before it look at nothing. With every socket pinging
-every interval that is a pass every ~5 s instead of every second (at 10,000 sockets a pass
-held the loop ~4 ms). A socket quiet for interval + timeout / 2
-gets a ``ping`` (at most one per interval); one silent for interval + timeout is closed with
-4408. A client that pings on its own every interval (the bundled one does) is never pinged:
-its pings already prove both directions, and an idle socket costs two frames per interval
-instead of four.
+task, not 10,000 timers. It looks at a socket only when that socket may be due: each one sits
+in the slot of the tick at which it could first need a ping or a close if nothing arrived
+meanwhile; a tick takes its own slot only, and a socket that did hear from its client moves
+to a later slot. ``last_seen`` only ever moves later, so no socket is looked at late. With
+every socket pinging every interval, each is looked at about once an interval (a pass over
+them all, four times an interval, held the loop ~12 ms at 10,000 sockets). A socket quiet for
+interval + timeout / 2 gets a ``ping`` (at most one per interval); one silent for interval +
+timeout is closed with 4408. A client that pings on its own every interval (the bundled one
+does) is never pinged: its pings already prove both directions, and an idle socket costs two
+frames per interval instead of four.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
+import math
 import time
 from typing import Protocol
 from weakref import WeakKeyDictionary
@@ -53,57 +56,82 @@ class HeartbeatMonitor:
         self.ping_after_s = interval_s + timeout_s / 2
         # Maps each connection to the monotonic time before which it is not pinged again.
         self.next_ping: dict[Watched, float] = {}
-        # No connection can be due for a ping or a close before this (monotonic).
-        self.horizon = 0.0
+        # Maps each connection to the tick (monotonic time / tick_s) of the slot it is in.
+        self._slot_of: dict[Watched, int] = {}
+        # The slots: connections by tick (a connection moved or gone leaves a stale entry,
+        # passed over), and a heap of the ticks that have one.
+        self._slots: dict[int, list[Watched]] = {}
+        self._ticks: list[int] = []
         self._task: asyncio.Task | None = None
 
     def register(self, conn: Watched) -> None:
-        conn.last_seen = time.monotonic()
-        self.next_ping[conn] = conn.last_seen
-        self.horizon = min(self.horizon, self._due_at(conn.last_seen, conn.last_seen))
+        now = conn.last_seen = time.monotonic()
+        self.next_ping[conn] = now
+        self._place(conn, self._due_at(now, now), after_tick=-1)
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._sweep(), name="ripple-heartbeat")
 
     def unregister(self, conn: Watched) -> None:
         self.next_ping.pop(conn, None)
-        if not self.next_ping and self._task is not None:
-            self._task.cancel()
-            self._task = None
+        self._slot_of.pop(conn, None)
+        if not self.next_ping:
+            self._slots.clear()
+            self._ticks.clear()
+            if self._task is not None:
+                self._task.cancel()
+                self._task = None
 
     def _due_at(self, last_seen: float, ping_at: float) -> float:
         """The earliest moment a connection left alone may need something: its close, or its
         ping (not before ``ping_at``, nor before it has been quiet long enough)."""
         return min(last_seen + self.interval_s + self.timeout_s, max(ping_at, last_seen + self.ping_after_s))
 
-    async def _sweep(self) -> None:
-        silent_s = self.interval_s + self.timeout_s
-        ping_after_s = self.ping_after_s
-        due_at = self._due_at
-        while self.next_ping:
-            await asyncio.sleep(self.tick_s)
-            now = time.monotonic()
-            if now < self.horizon:
-                continue
-            expired: list[Watched] = []
-            due: list[Watched] = []
-            horizon = now + silent_s
-            for conn, ping_at in self.next_ping.items():
-                seen = conn.last_seen
+    def _place(self, conn: Watched, due_at: float, *, after_tick: int) -> None:
+        """Put ``conn`` in the slot of the first tick at or after ``due_at``, and after ``after_tick``
+        (the tick being swept: a socket looked at is never looked at again in the same pass)."""
+        tick = max(math.ceil(due_at / self.tick_s), after_tick + 1)
+        self._slot_of[conn] = tick
+        slot = self._slots.get(tick)
+        if slot is None:
+            slot = self._slots[tick] = []
+            heapq.heappush(self._ticks, tick)
+        slot.append(conn)
+
+    def _take_due(self, now: float) -> tuple[list[Watched], list[Watched]]:
+        """The connections of every slot up to ``now``: those to close, those to ping; the rest
+        go to the slot of their new due time."""
+        silent_s, ping_after_s = self.interval_s + self.timeout_s, self.ping_after_s
+        current = math.floor(now / self.tick_s)
+        expired: list[Watched] = []
+        due: list[Watched] = []
+        ticks, slots, slot_of, next_ping = self._ticks, self._slots, self._slot_of, self.next_ping
+        while ticks and ticks[0] <= current:
+            tick = heapq.heappop(ticks)
+            for conn in slots.pop(tick):
+                if slot_of.get(conn) != tick:
+                    continue  # gone, or already in a later slot
+                seen, ping_at = conn.last_seen, next_ping[conn]
                 if now - seen >= silent_s:
+                    del slot_of[conn]
                     expired.append(conn)
                 elif now >= ping_at and now - seen >= ping_after_s:
+                    # Pinged now: its next ping waits an interval.
+                    next_ping[conn] = now + self.interval_s
+                    self._place(conn, self._due_at(seen, now + self.interval_s), after_tick=current)
                     due.append(conn)
                 else:
-                    horizon = min(horizon, due_at(seen, ping_at))
-            for conn in due:  # pinged now: their next ping waits an interval
-                horizon = min(horizon, due_at(conn.last_seen, now + self.interval_s))
-            self.horizon = horizon
+                    self._place(conn, self._due_at(seen, ping_at), after_tick=current)
+        return expired, due
+
+    async def _sweep(self) -> None:
+        while self.next_ping:
+            await asyncio.sleep(self.tick_s)
+            expired, due = self._take_due(time.monotonic())
             for conn in expired:
                 self.next_ping.pop(conn, None)
                 await self._call(conn.heartbeat_expired)
             for conn in due:
                 if conn in self.next_ping:
-                    self.next_ping[conn] = now + self.interval_s
                     await self._call(conn.heartbeat_ping)
         self._task = None
 

@@ -130,3 +130,30 @@ async def test_the_sweeper_passes_over_the_sockets_only_when_one_may_be_due():
     # its close: not one at every tick (a pass at each would read it at least 9 times).
     assert ticks >= 7 and talker.reads <= 6, (talker.reads, ticks)
     monitor.unregister(talker)
+
+
+async def test_each_socket_is_looked_at_about_once_an_interval_not_at_every_tick():
+    # Ticks every 0.1 s; pinged after 0.6 s of quiet. 50 sockets, each talking every 0.36 s at
+    # its own phase, so one of them is due every ~0.24 s: a pass over all of them then reads
+    # each 8-9 times in 2 s. Looked at only when itself due, each is read 3-4 times.
+    monitor = HeartbeatMonitor(interval_s=0.4, timeout_s=0.4)
+    conns = [CountedConn() for _ in range(50)]
+    for conn in conns:
+        monitor.register(conn)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    period = 0.36
+    talked = [started + period * i / len(conns) - period for i in range(len(conns))]
+    while loop.time() - started < 2.0:
+        now = loop.time()
+        for i, conn in enumerate(conns):
+            if now - talked[i] >= period:
+                talked[i] = now
+                conn.last_seen = time.monotonic()  # a client ping arrived
+        await asyncio.sleep(0.02)
+    reads = sorted(conn.reads for conn in conns)
+    assert all(conn.pings == 0 and not conn.expired.is_set() for conn in conns)
+    assert reads[-1] <= 5, reads
+    for conn in conns:
+        monitor.unregister(conn)
+    assert monitor._task is None
