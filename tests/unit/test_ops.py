@@ -316,6 +316,26 @@ async def test_reported_snapshots_expire_unless_reported_again(settings, monkeyp
     assert dashboard._local == {}
 
 
+def test_a_report_encodes_its_rooms_again_only_when_they_changed(monkeypatch):
+    monkeypatch.setattr(dashboard_store, "_rooms_encoded", None)
+    rooms = {f"room-{i}": i % 7 + 1 for i in range(1000)}
+    first = {"process_id": "p", "uptime_s": 1.0, "rooms": dict(rooms), "recent": [{"rooms": ["x"]}]}
+    assert json.loads(dashboard_store.encode(first)) == first
+    encoded = dashboard_store._rooms_encoded
+    # The next second: the same sizes in a new dict, other numbers moved.
+    second = {**first, "uptime_s": 2.0, "rooms": dict(rooms)}
+    assert json.loads(dashboard_store.encode(second)) == second
+    assert dashboard_store._rooms_encoded is encoded
+    # A member left one room; a room emptied; then no room at all, and no rooms key.
+    rooms["room-3"] -= 1
+    del rooms["room-4"]
+    third = {**second, "rooms": dict(rooms)}
+    assert json.loads(dashboard_store.encode(third)) == third
+    assert dashboard_store._rooms_encoded is not encoded
+    for other in ({**third, "rooms": {}}, {"process_id": "p"}, {"rooms": {"a": 1}}):
+        assert json.loads(dashboard_store.encode(other)) == other
+
+
 def test_frame_merges_processes_rooms_recent_and_traffic():
     now = 2000.2
     first = snapshot(
