@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db import connection
+from django.db.models import Field, Q, QuerySet
 
 from . import protocol
 from .models import Message, Room, RoomMembership
@@ -112,7 +113,44 @@ def room_row(*, room_id: int) -> Room | None:
 
 
 def room_last_seqs(*, room_ids: list[int]) -> dict[int, int]:
-    return dict(Room.objects.filter(pk__in=room_ids).values_list("pk", "last_seq"))
+    return dict(_room_column_by_id(room_ids, "last_seq"))
+
+
+# Ids bound per query by ``_room_column_by_id`` (SQLite allows 32,766 variables; PostgreSQL
+# 65,535).
+ROOM_IDS_PER_QUERY = 1000
+
+
+def _room_column_by_id(
+    room_ids: list[int], column: str, *, private_only: bool = False
+) -> list[tuple[int, Any]]:
+    """``(id, <column>)`` of each room in ``room_ids`` (only the private ones if asked), in SQL
+    built here from the model's metadata, each id a bound parameter.
+
+    The hub's janitor asks for every room with subscribers here: the tail check every 5 s, the
+    access audit every 10 s. Django's ``pk__in`` prepares each id in Python: 4.4 ms (last seqs)
+    and 3.4 ms (private ids) of the database thread for 1,000 rooms on SQLite, 0.9 and 0.4 ms
+    this way (docs/benchmarks.md).
+    """
+    ids = [int(room_id) for room_id in room_ids]  # ints only, whatever the caller passed
+
+    def name(field_name: str) -> str:
+        field = Room._meta.get_field(field_name)
+        assert isinstance(field, Field) and field.column
+        return connection.ops.quote_name(field.column)
+
+    assert Room._meta.pk is not None
+    pk = connection.ops.quote_name(Room._meta.pk.column)
+    head = f"SELECT {pk}, {name(column)} FROM {connection.ops.quote_name(Room._meta.db_table)} WHERE "  # noqa: S608 - identifiers from the model's metadata
+    if private_only:
+        head += f"{name('private')} AND "
+    rows: list[tuple[int, Any]] = []
+    with connection.cursor() as cursor:
+        for start in range(0, len(ids), ROOM_IDS_PER_QUERY):
+            chunk = ids[start : start + ROOM_IDS_PER_QUERY]
+            cursor.execute(f"{head}{pk} IN ({', '.join(['%s'] * len(chunk))})", chunk)
+            rows.extend((int(row[0]), row[1]) for row in cursor.fetchall())
+    return rows
 
 
 def room_list_active(*, user_id: int | None = None, limit: int = 100) -> QuerySet[Room]:
@@ -154,4 +192,4 @@ def room_member_ids(*, room_id: int) -> tuple[bool, set[int]]:
 
 def private_room_ids(*, room_ids: list[int]) -> set[int]:
     """Which of ``room_ids`` are private now."""
-    return set(Room.objects.filter(pk__in=room_ids, private=True).values_list("pk", flat=True))
+    return {room_id for room_id, _ in _room_column_by_id(room_ids, "private", private_only=True)}

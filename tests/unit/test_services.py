@@ -268,3 +268,22 @@ def test_the_insert_values_are_what_the_fields_would_prepare(db, django_user_mod
     fields, _ = services._insert_message_sql()
     expected = [field.get_db_prep_save(getattr(message, field.attname), connection) for field in fields]
     assert services._db_values(message, fields, connection) == expected
+
+
+def test_the_janitors_room_reads_take_the_ids_given_in_chunks(db, monkeypatch):
+    rooms = [Room.objects.create(slug=f"j{i}", private=i % 3 == 0) for i in range(7)]
+    for room, seq in zip(rooms, [0, 4, 1, 9, 2, 0, 5], strict=True):
+        Room.objects.filter(pk=room.pk).update(last_seq=seq)
+    asked = [room.pk for room in rooms[1:]] + [10**9]  # the first left out; one id with no room
+    monkeypatch.setattr(selectors, "ROOM_IDS_PER_QUERY", 2)
+    with CaptureQueriesContext(connection) as queries:
+        last_seqs = selectors.room_last_seqs(room_ids=asked)
+    assert len(queries) == 4  # 7 ids, 2 a query
+    expected = dict(Room.objects.filter(pk__in=asked).values_list("pk", "last_seq"))
+    assert last_seqs == expected and len(expected) == 6
+    private = selectors.private_room_ids(room_ids=asked)
+    assert private == set(Room.objects.filter(pk__in=asked, private=True).values_list("pk", flat=True))
+    assert private == {rooms[3].pk, rooms[6].pk}
+    assert selectors.room_last_seqs(room_ids=[]) == {} and selectors.private_room_ids(room_ids=[]) == set()
+    with pytest.raises(ValueError):
+        selectors.room_last_seqs(room_ids=["1) OR (1=1"])  # type: ignore[list-item]
