@@ -1,13 +1,13 @@
 """The ``echo`` scenario: one socket posting one message at a time to one worker.
 
 The socket subscribes to a fresh room and posts ``message`` frames with a ``client_id``; each
-message goes out only once the previous one's ``ack`` (sent when the message is stored) and its
+message goes out only once the previous one's ``ack`` (sent once the message is stored) and its
 own copy on the room stream have both come back. Latencies run from just before the frame is
 written to the read that brought the reply (``time.perf_counter_ns()``, one process).
 ``--warmup-count`` messages go first and are not measured. The worker's CPU time (and Redis')
 over the measured messages gives the server's CPU per message. The worker hands a new message
-to its own subscribers before the channel-layer send, so on one worker the own copy does not
-wait for Redis; the layer's cost shows in the CPU figures.
+to its own subscribers before the ack and the channel-layer send, so on one worker the own copy
+waits for neither; the layer's cost shows in the CPU figures.
 
 ``--target`` runs the same loop against the ``fanout`` scenario's peers, each on a worker of its
 own (started after the previous target's is stopped): the Channels tutorial consumer

@@ -10,7 +10,8 @@ load generator that falls behind shows up as latency instead of hiding it.
 
 Window signals (closed loop, at most ``window`` messages in flight per publisher):
 
-- Ripple: the publisher's own ``ack`` (sent once the message is stored; the fan-out follows).
+- Ripple: the publisher's own ``ack`` (sent once the message is stored and written to the
+  worker's own subscribers; the send to the other workers follows).
 - Baseline and Socket.IO: the publisher's own copy of the message, which comes back through the
   room like everybody else's (the tutorial protocol has no ack; the Socket.IO room emit is not
   acknowledged).
