@@ -58,9 +58,9 @@ class HeartbeatMonitor:
         self.next_ping: dict[Watched, float] = {}
         # Maps each connection to the tick (monotonic time / tick_s) of the slot it is in.
         self._slot_of: dict[Watched, int] = {}
-        # The slots: connections by tick (a connection moved or gone leaves a stale entry,
-        # passed over), and a heap of the ticks that have one.
-        self._slots: dict[int, list[Watched]] = {}
+        # The slots: connections by tick (an ordered set each: a connection that goes leaves
+        # its slot at once, so none is held after its socket closed), and a heap of their ticks.
+        self._slots: dict[int, dict[Watched, None]] = {}
         self._ticks: list[int] = []
         self._task: asyncio.Task | None = None
 
@@ -73,7 +73,9 @@ class HeartbeatMonitor:
 
     def unregister(self, conn: Watched) -> None:
         self.next_ping.pop(conn, None)
-        self._slot_of.pop(conn, None)
+        tick = self._slot_of.pop(conn, None)
+        if tick is not None:
+            self._slots.get(tick, {}).pop(conn, None)
         if not self.next_ping:
             self._slots.clear()
             self._ticks.clear()
@@ -90,12 +92,15 @@ class HeartbeatMonitor:
         """Put ``conn`` in the slot of the first tick at or after ``due_at``, and after ``after_tick``
         (the tick being swept: a socket looked at is never looked at again in the same pass)."""
         tick = max(math.ceil(due_at / self.tick_s), after_tick + 1)
+        previous = self._slot_of.get(conn)
+        if previous is not None and previous != tick:  # registered again while in a slot
+            self._slots.get(previous, {}).pop(conn, None)
         self._slot_of[conn] = tick
         slot = self._slots.get(tick)
         if slot is None:
-            slot = self._slots[tick] = []
+            slot = self._slots[tick] = {}
             heapq.heappush(self._ticks, tick)
-        slot.append(conn)
+        slot[conn] = None
 
     def _take_due(self, now: float) -> tuple[list[Watched], list[Watched]]:
         """The connections of every slot up to ``now``: those to close, those to ping; the rest
@@ -109,7 +114,7 @@ class HeartbeatMonitor:
             tick = heapq.heappop(ticks)
             for conn in slots.pop(tick):
                 if slot_of.get(conn) != tick:
-                    continue  # gone, or already in a later slot
+                    continue  # moved to a later slot while this one was being taken
                 seen, ping_at = conn.last_seen, next_ping[conn]
                 if now - seen >= silent_s:
                     del slot_of[conn]

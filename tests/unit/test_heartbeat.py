@@ -157,3 +157,15 @@ async def test_each_socket_is_looked_at_about_once_an_interval_not_at_every_tick
     for conn in conns:
         monitor.unregister(conn)
     assert monitor._task is None
+
+
+async def test_a_connection_that_goes_is_not_held_by_its_slot():
+    monitor = HeartbeatMonitor(interval_s=20, timeout_s=10)
+    kept, gone = Conn(), Conn()
+    monitor.register(kept)
+    monitor.register(gone)
+    monitor.unregister(gone)
+    held = [conn for slot in monitor._slots.values() for conn in slot]
+    assert held == [kept]
+    monitor.unregister(kept)
+    assert monitor._slots == {} and monitor._task is None
