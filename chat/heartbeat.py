@@ -93,7 +93,7 @@ class HeartbeatMonitor:
         (the tick being swept: a socket looked at is never looked at again in the same pass)."""
         tick = max(math.ceil(due_at / self.tick_s), after_tick + 1)
         previous = self._slot_of.get(conn)
-        if previous is not None and previous != tick:  # registered again while in a slot
+        if previous is not None and previous != tick:  # its slot, unless a sweep took it already
             self._slots.get(previous, {}).pop(conn, None)
         self._slot_of[conn] = tick
         slot = self._slots.get(tick)
@@ -113,8 +113,6 @@ class HeartbeatMonitor:
         while ticks and ticks[0] <= current:
             tick = heapq.heappop(ticks)
             for conn in slots.pop(tick):
-                if slot_of.get(conn) != tick:
-                    continue  # moved to a later slot while this one was being taken
                 seen, ping_at = conn.last_seen, next_ping[conn]
                 if now - seen >= silent_s:
                     del slot_of[conn]
